@@ -1,0 +1,50 @@
+"""agent-bus: an event-driven pub-sub bus for multi-agent workflows on NATS."""
+
+from bus.agent import Agent, Options
+from bus.errors import (
+    BreakerOpenError,
+    BusError,
+    BusTimeoutError,
+    ConfigError,
+    ConnectionFailedError,
+    InvalidInputError,
+    InvalidTransitionError,
+    NoAgentError,
+    PermanentError,
+    RateLimitedError,
+    TopologyError,
+    TransientError,
+)
+from bus.messages import ErrorInfo, Event, Reply, Task
+from bus.middleware.context import CallContext, Middleware, Next
+from bus.policies import BreakerPolicy, CachePolicy, RateLimit, RetryPolicy
+from bus.settings import Settings
+
+__all__ = [
+    "Agent",
+    "BreakerOpenError",
+    "BreakerPolicy",
+    "BusError",
+    "BusTimeoutError",
+    "CachePolicy",
+    "CallContext",
+    "ConfigError",
+    "ConnectionFailedError",
+    "ErrorInfo",
+    "Event",
+    "InvalidInputError",
+    "InvalidTransitionError",
+    "Middleware",
+    "Next",
+    "NoAgentError",
+    "Options",
+    "PermanentError",
+    "RateLimit",
+    "RateLimitedError",
+    "Reply",
+    "RetryPolicy",
+    "Settings",
+    "Task",
+    "TopologyError",
+    "TransientError",
+]

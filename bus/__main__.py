@@ -1,0 +1,3 @@
+from bus.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The ``bus`` command: parse, build settings, call the library, print."""

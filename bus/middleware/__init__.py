@@ -1,0 +1,1 @@
+"""The middleware chain every handler runs in (see ``chain`` for the order)."""

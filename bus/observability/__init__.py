@@ -1,0 +1,1 @@
+"""Metrics, logs, tracing and health: how operators see the bus."""

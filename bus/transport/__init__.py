@@ -1,0 +1,1 @@
+"""The only package that imports ``nats``: connections, streams, KV and delivery."""

@@ -1,0 +1,112 @@
+"""A small key-value interface over NATS KV, with our errors instead of nats-py's.
+
+Middleware (shared breaker, limiter, cache) and the coordinator's run store talk to
+``Bucket``; only this module knows the nats-py KV API.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from bus.errors import BusError
+
+_EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+_WRONG_LAST = (10071, 10164)
+
+
+class KeyExistsError(BusError):
+    """``create`` found the key already present."""
+
+
+class RevisionMismatchError(BusError):
+    """``update`` lost a compare-and-set race: re-read and try again."""
+
+
+class Entry(msgspec.Struct, frozen=True):
+    """A value and the revision it was read at (pass it to ``update`` for CAS)."""
+
+    key: str
+    value: bytes
+    revision: int
+
+
+def safe_key(text: str) -> str:
+    """A valid KV key for arbitrary text: kept when already valid, else a stable hash."""
+    if text and all(c.isalnum() or c in "-_=." for c in text) and not text.startswith("."):
+        return text
+    digest = hashlib.blake2b(text.encode(), digest_size=20).digest()
+    return base64.b32encode(digest).decode().rstrip("=").lower()
+
+
+class Bucket:
+    """One KV bucket."""
+
+    __slots__ = ("_js", "_kv", "name")
+
+    def __init__(self, js: JetStreamContext, kv: KeyValue, name: str) -> None:
+        self._js = js
+        self._kv = kv
+        self.name = name
+
+    async def get(self, key: str) -> Entry | None:
+        """The current value, or ``None`` when absent or deleted."""
+        try:
+            entry = await self._kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        if entry.value is None:
+            return None
+        return Entry(key, entry.value, entry.revision or 0)
+
+    async def create(self, key: str, value: bytes, *, ttl: float | None = None) -> int:
+        """Write only if absent; return the revision. Raises ``KeyExistsError``."""
+        try:
+            return int(await self._kv.create(key, value, msg_ttl=ttl))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            raise KeyExistsError(key) from None
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in _WRONG_LAST:
+                raise KeyExistsError(key) from None
+            raise
+
+    async def update(
+        self, key: str, value: bytes, revision: int, *, ttl: float | None = None
+    ) -> int:
+        """Compare-and-set against ``revision``. Raises ``RevisionMismatchError``."""
+        return await self._publish(key, value, expect=revision, ttl=ttl)
+
+    async def put(self, key: str, value: bytes, *, ttl: float | None = None) -> int:
+        """Write unconditionally; return the revision."""
+        return await self._publish(key, value, expect=None, ttl=ttl)
+
+    async def _publish(
+        self, key: str, value: bytes, *, expect: int | None, ttl: float | None
+    ) -> int:
+        # nats-py's KeyValue.update/put take no per-message TTL; publish to the KV subject.
+        headers = {_EXPECTED_LAST: str(expect)} if expect is not None else None
+        try:
+            ack = await self._js.publish(
+                f"$KV.{self.name}.{key}", value, headers=headers, msg_ttl=ttl
+            )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in _WRONG_LAST:
+                raise RevisionMismatchError(key) from None
+            raise
+        return int(ack.seq)
+
+    async def delete(self, key: str) -> None:
+        await self._kv.delete(key)
+
+    async def keys(self) -> list[str]:
+        """Every live key (empty list for an empty bucket)."""
+        try:
+            return list(await self._kv.keys())
+        except nats.js.errors.NoKeysError:
+            return []
