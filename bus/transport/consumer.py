@@ -1,0 +1,156 @@
+"""Durable pull consumers that keep delivering through server restarts.
+
+``PullConsumer`` creates (or updates) a durable consumer, fetches in batches sized by the
+caller, and wraps each message in a ``Delivery`` so the runtime never touches nats-py objects.
+A watchdog recreates the pull subscription when fetches keep failing or after a reconnect
+(nats.py#504: a pull subscription can stop delivering after a server restart).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+
+import anyio
+import msgspec
+import nats.errors
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+log = structlog.get_logger("bus.transport")
+
+FETCH_WAIT = 1.0
+STALL_LIMIT = 5
+
+
+class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A durable pull consumer.
+
+    Attributes:
+        stream: the stream it reads.
+        durable: its name, shared by every replica that binds to it.
+        subjects: filter subjects.
+        ack_wait: seconds before an unacked message is redelivered.
+        max_deliver: deliveries before the server gives up (-1: unlimited).
+        new_only: start at new messages (events) rather than all (tasks).
+        max_ack_pending: messages in flight across all replicas.
+    """
+
+    stream: str
+    durable: str
+    subjects: tuple[str, ...]
+    ack_wait: float = 30.0
+    max_deliver: int = -1
+    new_only: bool = False
+    max_ack_pending: int = 1000
+
+
+class Delivery:
+    """One JetStream message and the controls to settle it."""
+
+    __slots__ = ("_msg", "data", "delivered", "headers", "stream_seq", "subject")
+
+    def __init__(self, msg: Msg) -> None:
+        self._msg = msg
+        self.data: bytes = msg.data
+        self.subject: str = msg.subject
+        self.headers: dict[str, str] = dict(msg.headers or {})
+        meta = msg.metadata
+        self.delivered: int = meta.num_delivered or 1
+        self.stream_seq: int = meta.sequence.stream if meta.sequence else 0
+
+    async def ack(self) -> None:
+        """Acknowledge and wait for the server to confirm (the message is then gone)."""
+        await _settle(self._msg.ack_sync(timeout=5))
+
+    async def nak(self, delay: float | None = None) -> None:
+        await _settle(self._msg.nak(delay=delay))
+
+    async def in_progress(self) -> None:
+        await _settle(self._msg.in_progress())
+
+    async def term(self) -> None:
+        await _settle(self._msg.term())
+
+
+async def _settle(awaitable: object) -> None:
+    try:
+        await awaitable  # type: ignore[misc]
+    except (nats.errors.Error, TimeoutError, OSError) as exc:
+        # The server redelivers what we could not settle; idempotency records absorb it.
+        log.warning("could not settle message", error=str(exc) or type(exc).__name__)
+
+
+class PullConsumer:
+    """Fetch from one durable consumer, recreating the subscription when it stalls."""
+
+    def __init__(self, nc: NATS, spec: ConsumerSpec) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self.spec = spec
+        self._sub: object | None = None
+        self._failures = 0
+        self._reconnects_seen = 0
+        self.last_fetch = time.monotonic()
+
+    def _config(self) -> ConsumerConfig:
+        subjects = list(self.spec.subjects)
+        return ConsumerConfig(
+            durable_name=self.spec.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.spec.ack_wait,
+            max_deliver=self.spec.max_deliver,
+            max_ack_pending=self.spec.max_ack_pending,
+            deliver_policy=DeliverPolicy.NEW if self.spec.new_only else DeliverPolicy.ALL,
+            filter_subject=subjects[0] if len(subjects) == 1 else None,
+            filter_subjects=subjects if len(subjects) > 1 else None,
+        )
+
+    async def ensure(self) -> None:
+        """Create or update the consumer and bind a fresh pull subscription to it."""
+        # CONSUMER.CREATE without an action creates, or updates a compatible existing one.
+        await self._js.add_consumer(self.spec.stream, self._config())
+        self._sub = await self._js.pull_subscribe_bind(
+            durable=self.spec.durable, stream=self.spec.stream
+        )
+        self._reconnects_seen = self._nc.stats["reconnects"]
+        self._failures = 0
+
+    async def fetch(self, batch: int, wait: float = FETCH_WAIT) -> Sequence[Delivery]:
+        """Up to ``batch`` messages, waiting at most ``wait`` seconds; empty on timeout."""
+        if self._sub is None or self._nc.stats["reconnects"] != self._reconnects_seen:
+            await self._recreate()
+        try:
+            msgs = await self._sub.fetch(batch, timeout=wait)  # type: ignore[union-attr]
+        except (nats.errors.TimeoutError, TimeoutError):
+            self.last_fetch = time.monotonic()
+            return ()
+        except (nats.errors.Error, OSError) as exc:
+            self._failures += 1
+            if self._failures >= STALL_LIMIT:
+                log.warning("pull subscription stalled, recreating", error=str(exc))
+                self._sub = None
+            await anyio.sleep(min(0.1 * self._failures, 1.0))
+            return ()
+        self._failures = 0
+        self.last_fetch = time.monotonic()
+        return [Delivery(m) for m in msgs]
+
+    async def _recreate(self) -> None:
+        while True:
+            await self.close()
+            try:
+                await self.ensure()
+                return
+            except (nats.errors.Error, OSError, TimeoutError) as exc:
+                log.warning("cannot bind consumer yet", consumer=self.spec.durable, error=str(exc))
+                await anyio.sleep(0.5)
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await self._sub.unsubscribe()  # type: ignore[attr-defined]
+            self._sub = None
