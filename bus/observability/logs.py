@@ -1,8 +1,16 @@
 """One structlog configuration for every entry point (the library never configures on import).
 
-JSON lines when stderr is not a terminal, readable colour when it is. Task fields (``run_id``,
-``step``, ``agent``, ``attempt``, ``task_id``, ``trace_id``) are bound in contextvars by the
-outermost middleware, so every line logged during a call carries them.
+JSON lines when the stream is not a terminal, readable colour when it is. Task fields
+(``run_id``, ``step``, ``agent``, ``attempt``, ``task_id``, ``trace_id``) are bound in
+contextvars by the outermost middleware (``bus.observability.middleware.observe``), so every
+line logged during a call carries them. Records from the standard ``logging`` module (nats-py,
+asyncio) are rendered the same way, so a process writes one format only.
+
+A JSON line looks like::
+
+    {"event": "task finished", "duration_ms": 12.4, "cached": false, "run_id": "9f...",
+     "step": "0", "agent": "planner", "attempt": 1, "task_id": "9f.../0/1",
+     "trace_id": "4bf9...", "level": "info", "timestamp": "2026-11-26T06:12:00.123Z"}
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 import structlog
@@ -20,6 +29,7 @@ LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+FORMATS = ("json", "console")
 
 
 def configure_logging(
@@ -27,35 +37,67 @@ def configure_logging(
     fmt: str | None = None,
     *,
     stream: TextIO | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> None:
-    """Configure structlog for a ``bus`` process.
+    """Configure structlog (and the standard ``logging`` root) for a ``bus`` process.
+
+    Call it once, from an entry point; library code only calls ``structlog.get_logger``.
 
     Args:
         level: ``debug`` | ``info`` | ``warning`` | ``error`` (else ``BUS_LOG_LEVEL``, ``info``).
-        fmt: ``json`` | ``console`` (else ``BUS_LOG_FORMAT``, else by whether stderr is a tty).
+        fmt: ``json`` | ``console`` (else ``BUS_LOG_FORMAT``, else ``console`` when the
+            stream is a terminal and ``json`` otherwise).
         stream: where lines go (stderr by default).
         environ: the environment to read defaults from (``os.environ`` by default).
     """
     env = os.environ if environ is None else environ
     out = stream or sys.stderr
+    tty = _isatty(out)
     level_name = (level or env.get("BUS_LOG_LEVEL") or "info").lower()
-    fmt = (fmt or env.get("BUS_LOG_FORMAT") or ("console" if out.isatty() else "json")).lower()
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
-    )
-    processors: list[Any] = [
+    fmt = (fmt or env.get("BUS_LOG_FORMAT") or ("console" if tty else "json")).lower()
+    # An unknown value (a typo in BUS_LOG_*) falls back to the default: logging must start.
+    threshold = LEVELS.get(level_name, logging.INFO)
+    if fmt not in FORMATS:
+        fmt = "console" if tty else "json"
+
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
     ]
+    renderer: Any
     if fmt == "json":
-        processors.append(structlog.processors.format_exc_info)
+        shared.append(structlog.processors.dict_tracebacks)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=tty)
+
     structlog.configure(
-        processors=[*processors, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level_name, logging.INFO)),
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
+    _route_stdlib_logging(out, threshold, shared, renderer)
+
+
+def _route_stdlib_logging(out: TextIO, threshold: int, shared: list[Any], renderer: Any) -> None:
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    # Third-party debug output (asyncio, nats) drowns ours; it shows from warning up.
+    root.setLevel(max(threshold, logging.WARNING))
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

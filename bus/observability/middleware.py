@@ -1,0 +1,152 @@
+"""``observe``: the outermost middleware — log context, logs, metrics, latency window, spans.
+
+Inner middleware report what only they know through ``ctx.extra`` (keys below); ``observe``
+reads them after the call, so it alone writes metrics and the other middleware stay free of
+Prometheus:
+
+- ``ctx.extra["retries"]``: in-process retry attempts made (direct mode).
+- ``ctx.extra["cache"]``: ``"hit"`` or ``"miss"`` (a reply with ``cached=True`` is a hit
+  anyway).
+- ``ctx.extra["ratelimit_wait"]``: seconds the call waited for a token.
+- ``ctx.extra["breaker_state"]``: the breaker's state after the call (``closed``/``open``/
+  ``half_open``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from bus.messages import Reply, error_info
+from bus.middleware.context import CallContext, Middleware, Next
+from bus.observability import tracing
+from bus.observability.metrics import Metrics
+from bus.observability.stats import LatencyWindow
+
+EXTRA_RETRIES = "retries"
+EXTRA_CACHE = "cache"
+EXTRA_RATELIMIT_WAIT = "ratelimit_wait"
+EXTRA_BREAKER_STATE = "breaker_state"
+
+
+class _Series:
+    """One agent's labelled children, resolved once (``labels()`` is a dict lookup + lock)."""
+
+    __slots__ = ("cache_hits", "cache_misses", "retries", "seconds")
+
+    def __init__(self, metrics: Metrics, agent: str) -> None:
+        self.seconds = metrics.handler_seconds.labels(agent)
+        self.retries = metrics.retries.labels(agent)
+        self.cache_hits = metrics.cache_hits.labels(agent)
+        self.cache_misses = metrics.cache_misses.labels(agent)
+
+
+def observe(
+    metrics: Metrics | None,
+    *,
+    logger: Any = None,
+    window: LatencyWindow | None = None,
+) -> Middleware:
+    """The outermost middleware of every chain.
+
+    Binds ``run_id``, ``step``, ``agent``, ``attempt``, ``task_id`` and ``trace_id`` in
+    structlog's contextvars for the whole call, logs the start (debug), the finish with
+    ``duration_ms`` (info) or the failure with ``error_kind`` and ``error`` (warning), counts
+    ``bus_messages_total``, ``bus_handler_seconds``, retries, cache hits/misses, rate-limit
+    waits and the breaker state, and records the call in ``window`` for micro STATS. With
+    OpenTelemetry configured, each call is a span in the task's trace.
+
+    Args:
+        metrics: where to count (``None``: logs only).
+        logger: a structlog logger (default ``structlog.get_logger("bus.handler")``).
+        window: the agent's latency window, reported by ``stats_data``.
+    """
+    log = logger if logger is not None else structlog.get_logger("bus.handler")
+    series: dict[str, _Series] = {}
+
+    def series_of(agent: str) -> _Series | None:
+        if metrics is None:
+            return None
+        found = series.get(agent)
+        if found is None:
+            found = series[agent] = _Series(metrics, agent)
+        return found
+
+    def account(ctx: CallContext, reply: Reply, seconds: float) -> None:
+        duration_ms = seconds * 1000.0
+        extra = ctx.extra
+        cache = "hit" if reply.cached else extra.get(EXTRA_CACHE)
+        outcome = "ok" if reply.error is None else reply.error.kind
+        if window is not None:
+            window.record(duration_ms, ok=reply.error is None, cache=cache)
+        s = series_of(ctx.agent)
+        if s is not None and metrics is not None:
+            metrics.messages.labels(ctx.agent, outcome).inc()
+            s.seconds.observe(seconds)
+            retries = int(extra.get(EXTRA_RETRIES, 0))
+            if ctx.mode == "durable" and ctx.attempt > 1:
+                retries += 1
+            if retries:
+                s.retries.inc(retries)
+            if cache == "hit":
+                s.cache_hits.inc()
+            elif cache == "miss":
+                s.cache_misses.inc()
+            waited = extra.get(EXTRA_RATELIMIT_WAIT)
+            if waited:
+                metrics.ratelimit_waited(ctx.agent, float(waited))
+            state = extra.get(EXTRA_BREAKER_STATE)
+            if state is not None:
+                metrics.set_breaker_state(ctx.agent, state)
+        if reply.error is None:
+            log.info("task finished", duration_ms=round(duration_ms, 3), cached=reply.cached)
+        else:
+            log.warning(
+                "task failed",
+                duration_ms=round(duration_ms, 3),
+                error_kind=reply.error.kind,
+                error=reply.error.message,
+            )
+
+    async def observe_call(ctx: CallContext, call_next: Next) -> Reply:
+        task = ctx.task
+        with bound_contextvars(
+            run_id=task.run_id,
+            step=task.step,
+            agent=ctx.agent,
+            attempt=ctx.attempt,
+            task_id=task.id,
+            trace_id=tracing.trace_id_of(task.trace),
+        ):
+            log.debug("task started", mode=ctx.mode)
+            start = time.perf_counter()
+            with tracing.handler_span(
+                f"{ctx.agent} handle",
+                task.trace,
+                {
+                    "messaging.system": "nats",
+                    "bus.agent": ctx.agent,
+                    "bus.run_id": task.run_id,
+                    "bus.step": task.step,
+                    "bus.attempt": ctx.attempt,
+                    "bus.mode": ctx.mode,
+                },
+            ) as span:
+                try:
+                    reply = await call_next(ctx)
+                except Exception as exc:
+                    # Only when no error boundary sits below: count it, then let it propagate.
+                    info = error_info(exc)
+                    failed = Reply(task_id=task.id, status="error", agent=ctx.agent, error=info)
+                    account(ctx, failed, time.perf_counter() - start)
+                    tracing.mark_error(span, info.kind, info.message)
+                    raise
+                account(ctx, reply, time.perf_counter() - start)
+                if reply.error is not None:
+                    tracing.mark_error(span, reply.error.kind, reply.error.message)
+                return reply
+
+    return observe_call
