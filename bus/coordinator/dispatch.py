@@ -1,0 +1,77 @@
+"""Send what a state change yields: tasks to agents, notices to watchers, cancel orders.
+
+Tasks are published to ``bus.task.<agent>`` (stream ``BUS_TASKS``) with ``Nats-Msg-Id`` = the
+task id, so a repeated dispatch (after a crash, a lost race, a recovery) is dropped by the
+stream inside its duplicate window and answered from the agent's idempotency record after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+import structlog
+
+from bus import codec
+from bus.coordinator.notices import STEP, StepNotice
+from bus.errors import TransientError
+from bus.messages import Task
+from bus.subjects import Subjects
+from bus.transport.wire import Wire
+from bus.workflow.records import RunRecord
+
+log = structlog.get_logger("bus.coordinator")
+
+_MSGPACK = {"Content-Type": codec.MSGPACK}
+
+
+class Dispatcher:
+    """Publishes tasks (durably) and notices (core NATS) for one coordinator."""
+
+    __slots__ = ("_subjects", "_wire")
+
+    def __init__(self, wire: Wire, subjects: Subjects) -> None:
+        self._wire = wire
+        self._subjects = subjects
+
+    async def send(self, tasks: Sequence[Task]) -> None:
+        """Publish every task and wait until the stream stored each (in parallel).
+
+        Raises:
+            TransientError: a task could not be stored; the caller must not ack what led to
+                it, so the same tasks are dispatched again later.
+        """
+        if len(tasks) == 1:
+            await self._send_one(tasks[0])
+            return
+        async with anyio.create_task_group() as tg:
+            for task in tasks:
+                tg.start_soon(self._send_one, task)
+
+    async def _send_one(self, task: Task) -> None:
+        headers = dict(_MSGPACK)
+        if task.trace:
+            headers["traceparent"] = task.trace
+        await self._wire.persist(
+            self._subjects.task(task.agent), codec.encode(task), msg_id=task.id, headers=headers
+        )
+
+    async def run_notice(self, record: RunRecord) -> None:
+        """Announce the run's state on ``bus.run.<run_id>.<state>`` with the whole record."""
+        await self._notice(self._subjects.run(record.run_id, record.state), codec.encode(record))
+
+    async def step_notices(self, notices: Sequence[StepNotice]) -> None:
+        """Announce step state changes on ``bus.run.<run_id>.step``."""
+        for notice in notices:
+            await self._notice(self._subjects.run(notice.run_id, STEP), codec.encode(notice))
+
+    async def cancel(self, run_id: str) -> None:
+        """Tell agents to cancel the handlers they run for ``run_id``."""
+        await self._notice(self._subjects.cancel(run_id), b"")
+
+    async def _notice(self, subject: str, data: bytes) -> None:
+        try:
+            await self._wire.publish(subject, data, headers=_MSGPACK)
+        except TransientError as exc:
+            # Watchers re-read the record; a lost notice costs them latency, not truth.
+            log.warning("notice not published", subject=subject, error=str(exc))
