@@ -1,0 +1,1 @@
+"""A tiny inventory service: items, stock reservations, pricing and reports."""

@@ -1,0 +1,10 @@
+from greet import greeting, shout
+
+
+def test_greeting():
+    assert greeting("Ada") == "Hello, Ada!"
+
+
+def test_shout():
+    assert shout("hi") == "HI!"
+    assert shout("") == ""
