@@ -12,11 +12,11 @@ from collections.abc import Iterable
 
 import structlog
 
-from bus import codec
-from bus.errors import ConfigError, InvalidInputError
+from bus.errors import ConfigError, TopologyError
 from bus.transport.kv import Bucket, KeyExistsError, safe_key
 from bus.transport.scan import kv_updates, kv_values
 from bus.transport.wire import Wire
+from bus.workflow.loader import decode_topology, encode_topology
 from bus.workflow.topology import Topology
 
 log = structlog.get_logger("bus.coordinator")
@@ -54,7 +54,7 @@ class TopologyRegistry:
 
     async def register(self, topology: Topology) -> bool:
         """Store ``topology`` as its name's latest version; ``True`` if that changed anything."""
-        data = codec.encode(topology)
+        data = encode_topology(topology)
         with contextlib.suppress(KeyExistsError):
             await self._bucket.create(_version_key(topology.name, topology.version), data)
         self._versions[topology.name, topology.version] = topology
@@ -87,7 +87,7 @@ class TopologyRegistry:
         if entry is None:
             what = f"{name!r} version {version}" if version else repr(name)
             raise UnknownTopologyError(f"no topology {what} is registered")
-        topology = codec.decode(entry.value, Topology)
+        topology = decode_topology(entry.value)
         self._versions[topology.name, topology.version] = topology
         if not version:
             self._latest[name] = topology
@@ -112,8 +112,8 @@ class TopologyRegistry:
         if not key.startswith(LATEST):
             return
         try:
-            topology = codec.decode(value, Topology)
-        except InvalidInputError as exc:
+            topology = decode_topology(value)
+        except TopologyError as exc:
             log.warning("unreadable topology skipped", key=key, error=str(exc))
             return
         self._latest[topology.name] = topology

@@ -80,13 +80,26 @@ class RunStore:
             return None
         return Stored(codec.decode(entry.value, RunRecord), entry.revision)
 
+    async def peek(self, run_id: str) -> Stored | None:
+        """The run as last seen by this process, else as stored now (then remembered).
+
+        Good for what never changes in a run (its topology); ``change`` re-reads as needed.
+        """
+        cached = self._cache.get(run_id)
+        if cached is not None:
+            return cached
+        stored = await self.get(run_id)
+        if stored is not None:
+            self._remember(stored)
+        return stored
+
     async def change(
         self, run_id: str, change: Callable[[RunRecord], tuple[RunRecord, R]]
     ) -> Changed[R] | None:
         """Apply ``change`` to the run and write the result by compare-and-set.
 
         ``change`` is pure and may run several times: once per lost race, each time on the
-        freshly read record. Returning the same record object means "nothing to write".
+        freshly read record. Returning an equal record means "nothing to write".
         Exceptions it raises (``InvalidTransitionError``) propagate and nothing is written.
 
         Returns:
@@ -111,7 +124,7 @@ class RunStore:
                     raise
                 current, fresh = await self.get(run_id), True
                 continue
-            if new is current.record:
+            if new is current.record or new == current.record:
                 if not fresh:
                     current, fresh = await self.get(run_id), True
                     continue

@@ -1,0 +1,231 @@
+"""Every change to a run goes through here: the pure interpreter under compare-and-set, then
+the effects — the record is written first, the tasks it yields are published after.
+
+A crash between the two leaves a record that names tasks nobody published; they are
+published again (same ids, deduplicated) by the next recovery, or as soon as a duplicate
+reply or a redelivered event for the run shows up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import structlog
+
+from bus.coordinator.dispatch import Dispatcher
+from bus.coordinator.notices import run_changed, step_changes
+from bus.coordinator.observer import CoordinatorObserver
+from bus.coordinator.registry import TopologyRegistry
+from bus.coordinator.store import KeyExistsError, RunStore
+from bus.errors import InvalidTransitionError
+from bus.messages import Reply, Task
+from bus.observability.tracing import new_traceparent
+from bus.workflow import interpreter
+from bus.workflow.records import RunRecord
+from bus.workflow.states import RejectedTransitionError
+from bus.workflow.topology import Topology
+
+log = structlog.get_logger("bus.coordinator")
+
+
+class UnknownRunError(InvalidTransitionError, LookupError):
+    """No run with that id exists."""
+
+    reason = "unknown_run"
+
+
+class RunLocks:
+    """One lock per run id, held only while someone uses it: changes to one run are applied
+    one at a time in this process (other replicas are kept honest by compare-and-set)."""
+
+    __slots__ = ("_locks",)
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[anyio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, run_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(run_id) or (anyio.Lock(), 0)
+        self._locks[run_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[run_id]
+            if users == 1:
+                del self._locks[run_id]
+            else:
+                self._locks[run_id] = (lock, users - 1)
+
+
+class Engine:
+    """Starts, advances, times out and cancels runs.
+
+    Args:
+        store: the run records.
+        registry: topologies by name and version.
+        dispatcher: publishes tasks and notices.
+        observer: metrics hook.
+        clock: epoch seconds (injected for tests).
+        on_change: called with every record written (the timer's deadline index).
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        registry: TopologyRegistry,
+        dispatcher: Dispatcher,
+        observer: CoordinatorObserver,
+        *,
+        clock: Callable[[], float],
+        on_change: Callable[[RunRecord], None],
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self._dispatcher = dispatcher
+        self._observer = observer
+        self._clock = clock
+        self._on_change = on_change
+        self._locks = RunLocks()
+
+    async def start(
+        self, topology: Topology, *, run_id: str, input: Any, trace: str = ""
+    ) -> tuple[RunRecord, bool]:
+        """Start a run (idempotent on ``run_id``); returns the record and whether it is new.
+
+        An existing run gets its current tasks published again: the caller is retrying a
+        start that may have crashed between the record and the tasks.
+        """
+        async with self._locks.hold(run_id):
+            record, tasks = interpreter.start_run(
+                topology,
+                run_id=run_id,
+                input=input,
+                now=self._clock(),
+                trace=trace or new_traceparent(),
+            )
+            try:
+                stored = await self.store.create(record)
+            except KeyExistsError:
+                existing = await self.store.get(run_id)
+                if existing is None:  # deleted meanwhile: nothing sensible to resume
+                    raise UnknownRunError(f"run {run_id} vanished while starting") from None
+                await self._republish(existing.record)
+                return existing.record, False
+            log.info("run started", run_id=run_id, topology=topology.name)
+            await self._effects(None, stored.record, tasks)
+            return stored.record, True
+
+    async def reply(self, run_id: str, reply: Reply, *, sender: str) -> RunRecord:
+        """Apply an agent's reply to its run.
+
+        Raises:
+            UnknownRunError: no such run.
+            RejectedTransitionError: the reply does not fit the run (``.reason``); when it is
+                a duplicate, the run's current tasks were published again first.
+        """
+        async with self._locks.hold(run_id):
+            topology = await self._topology_of(run_id)
+
+            def apply(record: RunRecord) -> tuple[RunRecord, list[Task]]:
+                return interpreter.apply_reply(
+                    topology, record, reply, sender=sender, now=self._clock()
+                )
+
+            try:
+                changed = await self.store.change(run_id, apply)
+            except RejectedTransitionError as exc:
+                if exc.reason == "duplicate":
+                    # Whoever applied the first copy may have died before publishing.
+                    await self._republish_run(run_id)
+                raise
+            if changed is None:
+                raise UnknownRunError(f"no run {run_id}")
+            await self._effects(changed.before, changed.after.record, changed.result)
+            return changed.after.record
+
+    async def tick(self, run_id: str) -> RunRecord | None:
+        """Let time pass for a run: due retries are dispatched, late steps time out."""
+        async with self._locks.hold(run_id):
+            try:
+                topology = await self._topology_of(run_id)
+            except UnknownRunError:
+                return None
+            now = self._clock()
+
+            def apply(record: RunRecord) -> tuple[RunRecord, list[Task]]:
+                return interpreter.apply_timeouts(topology, record, now=now)
+
+            changed = await self.store.change(run_id, apply)
+            if changed is None:
+                return None
+            if changed.after.record is changed.before:
+                self._on_change(changed.before)
+            else:
+                await self._effects(changed.before, changed.after.record, changed.result)
+            return changed.after.record
+
+    async def cancel(self, run_id: str) -> RunRecord:
+        """Cancel a run; agents are told to stop its handlers.
+
+        Raises:
+            UnknownRunError: no such run.
+            RejectedTransitionError: the run already finished (reason ``terminal``).
+        """
+        async with self._locks.hold(run_id):
+
+            def apply(record: RunRecord) -> tuple[RunRecord, list[Task]]:
+                return interpreter.cancel_run(record, now=self._clock()), []
+
+            changed = await self.store.change(run_id, apply)
+            if changed is None:
+                raise UnknownRunError(f"no run {run_id}")
+            log.info("run cancelled", run_id=run_id)
+            await self._effects(changed.before, changed.after.record, [])
+            return changed.after.record
+
+    async def recover(self, record: RunRecord) -> None:
+        """Resume an open run found in the bucket: publish its current tasks again."""
+        self._on_change(record)
+        await self._republish(record)
+
+    async def _republish_run(self, run_id: str) -> None:
+        stored = await self.store.get(run_id)
+        if stored is not None:
+            await self._republish(stored.record)
+
+    async def _republish(self, record: RunRecord) -> None:
+        if record.terminal:
+            return
+        topology = await self.registry.get(record.topology, record.topology_version)
+        tasks = interpreter.current_tasks(topology, record, now=self._clock())
+        if tasks:
+            log.debug("tasks published again", run_id=record.run_id, tasks=len(tasks))
+            await self._dispatcher.send(tasks)
+
+    async def _topology_of(self, run_id: str) -> Topology:
+        stored = await self.store.peek(run_id)
+        if stored is None:
+            raise UnknownRunError(f"no run {run_id}")
+        record = stored.record
+        return await self.registry.get(record.topology, record.topology_version)
+
+    async def _effects(
+        self, before: RunRecord | None, after: RunRecord, tasks: Sequence[Task]
+    ) -> None:
+        self._on_change(after)
+        if tasks:
+            await self._dispatcher.send(tasks)
+        now = self._clock()
+        await self._dispatcher.step_notices(step_changes(before, after, now))
+        if run_changed(before, after):
+            await self._dispatcher.run_notice(after)
+            seconds = (after.finished_at or now) - after.created_at if after.terminal else None
+            self._observer.run_changed(after.topology, after.state, seconds)
+            if after.terminal:
+                log.info("run finished", run_id=after.run_id, state=after.state, seconds=seconds)
+            if after.state == "cancelled":
+                await self._dispatcher.cancel(after.run_id)
