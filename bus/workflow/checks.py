@@ -95,7 +95,7 @@ def check(topology: Topology) -> None:
     """Check every node of a topology.
 
     Raises:
-        TopologyError: ``topology 'x': at 1.then: quorum: ...``.
+        TopologyError: ``topology 'x': at 1.then (quorum): ...``.
     """
     where = f"topology {topology.name!r}"
     if not topology.name:
@@ -106,5 +106,6 @@ def check(topology: Topology) -> None:
     for path, node in walk(topology):
         if (found := problem(node)) is not None:
             field, reason = found
-            at = ".".join(p for p in (path or "root", field) if p)
-            raise TopologyError(f"{where}: at {at}: {reason}")
+            raise TopologyError(
+                f"{where}: at {path or 'root'}{f' ({field})' if field else ''}: {reason}"
+            )
