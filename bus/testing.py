@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING
@@ -69,8 +70,13 @@ def spawn_bus(
     *,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    log: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``bus ARGS...`` as its own process, connected to ``settings.servers``."""
+    """Start ``bus ARGS...`` as its own process, connected to ``settings.servers``.
+
+    Its stdout and stderr go to the file ``log`` (a new temporary file by default; the path
+    is kept as the process's ``log_path`` attribute) so a chatty child never blocks on a pipe.
+    """
     environ = {
         **os.environ,
         "BUS_NATS_URL": ",".join(settings.servers),
@@ -78,11 +84,17 @@ def spawn_bus(
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "bus", *args],
-        env=environ,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
+    if log is None:
+        fd, log = tempfile.mkstemp(prefix="bus-", suffix=".log")
+        os.close(fd)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bus", *args],
+            env=environ,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    process.log_path = log  # type: ignore[attr-defined]
+    return process

@@ -6,12 +6,14 @@ import argparse
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
 from bus import codec
 from bus.settings import Settings
+
+T = TypeVar("T")
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -60,7 +62,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = Non
     )
 
 
-def run_async(main: Callable[[], Awaitable[int]]) -> int:
+def run_async(main: Callable[[], Awaitable[T]]) -> T:
     """Run an async command body on anyio (asyncio backend)."""
     return anyio.run(main)
 

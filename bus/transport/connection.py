@@ -65,6 +65,7 @@ async def connect(settings: Settings, *, name: str | None = None) -> NATS:
         "disconnected_cb": on_disconnected,
         "reconnected_cb": on_reconnected,
         "pending_size": 64 * 1024 * 1024,
+        "drain_timeout": 10,
     }
     if settings.user:
         options["user"], options["password"] = settings.user, settings.password

@@ -1,0 +1,1 @@
+"""Serving agents: direct requests, durable tasks and events, as one NATS micro service."""

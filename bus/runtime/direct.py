@@ -1,0 +1,125 @@
+"""Direct request/reply on ``bus.agent.<name>`` (core NATS, queue group ``<name>``).
+
+The request body is the handler's input (MessagePack, or JSON with ``Content-Type:
+application/json``); the answer is a ``Reply`` in the same encoding. Optional headers:
+``Bus-Handler`` (which handler), ``Bus-Timeout`` (seconds), ``traceparent``, ``Nats-Msg-Id``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from bus import codec
+from bus.errors import InvalidInputError
+from bus.messages import ErrorInfo, Reply, Task, error_reply, new_id
+from bus.runtime.deadletters import DeadLetters
+from bus.runtime.handlers import HandlerRuntime
+from bus.transport.wire import Inbound
+
+log = structlog.get_logger("bus.runtime")
+
+HANDLER_HEADER = "Bus-Handler"
+TIMEOUT_HEADER = "Bus-Timeout"
+
+
+class DirectServer:
+    """Answers direct requests, at most ``concurrency`` at a time in this process."""
+
+    def __init__(
+        self,
+        agent: str,
+        handlers: dict[str, HandlerRuntime],
+        *,
+        subject: str,
+        dead_letters: DeadLetters,
+        task_group: TaskGroup,
+        concurrency: int,
+        max_input_bytes: int,
+    ) -> None:
+        self._agent = agent
+        self._subject = subject
+        self._handlers = handlers
+        self._default = next(iter(handlers.values()))
+        self._dead_letters = dead_letters
+        self._tg = task_group
+        self._slots = anyio.Semaphore(concurrency)
+        self._max_input = max_input_bytes
+
+    async def on_request(self, msg: Inbound) -> None:
+        # Called in order by the subscription: wait for a free slot (back-pressure), then
+        # serve concurrently so one slow call does not hold the others.
+        await self._slots.acquire()
+        self._tg.start_soon(self._serve, msg)
+
+    async def _serve(self, msg: Inbound) -> None:
+        try:
+            reply = await self._answer(msg)
+            ctype = codec.content_type(msg.headers)
+            headers = {"Content-Type": codec.JSON} if codec.is_json(ctype) else None
+            await msg.respond(codec.encode(reply, ctype), headers)
+        except Exception:
+            log.exception("direct request failed outside the handler chain")
+        finally:
+            self._slots.release()
+
+    async def _answer(self, msg: Inbound) -> Reply:
+        headers = msg.headers or {}
+        task_id = headers.get("Nats-Msg-Id") or new_id()
+        handler = self._handler_for(msg.subject, headers)
+        try:
+            task = Task(
+                id=task_id,
+                agent=self._agent,
+                input=self._decode(msg),
+                trace=headers.get("traceparent", ""),
+                deadline=_deadline(headers.get(TIMEOUT_HEADER)),
+                handler=handler.spec.name,
+            )
+        except InvalidInputError as exc:
+            await self._dead_letter(msg, task_id, str(exc))
+            bad = Task(id=task_id, agent=self._agent)
+            return error_reply(bad, ErrorInfo(kind="invalid_input", message=str(exc)))
+        reply, _ = await handler.call(task, mode="direct")
+        if reply.error is not None and reply.error.kind == "invalid_input":
+            await self._dead_letter(msg, task_id, reply.error.message)
+        return reply
+
+    def _handler_for(self, subject: str, headers: dict[str, str]) -> HandlerRuntime:
+        # The default handler answers on bus.agent.<name>, the others on bus.agent.<name>.<h>.
+        name = headers.get(HANDLER_HEADER) or subject[len(self._subject) + 1 :]
+        return self._handlers.get(name) or self._default
+
+    def _decode(self, msg: Inbound) -> Any:
+        if len(msg.data) > self._max_input:
+            raise InvalidInputError(
+                f"payload of {len(msg.data)} bytes exceeds the limit of {self._max_input} bytes"
+            )
+        if not msg.data:
+            return None
+        return codec.decode(msg.data, Any, codec.content_type(msg.headers))
+
+    async def _dead_letter(self, msg: Inbound, task_id: str, error: str) -> None:
+        headers = msg.headers or {}
+        await self._dead_letters.send(
+            msg.data,
+            reason="invalid_input",
+            error=error,
+            task_id=task_id if "Nats-Msg-Id" in headers else "",
+            subject=msg.subject,
+            content_type=headers.get("Content-Type"),
+        )
+
+
+def _deadline(raw: str | None) -> float:
+    if not raw:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise InvalidInputError(f"{TIMEOUT_HEADER} must be seconds, got {raw!r}") from None
+    return time.time() + seconds

@@ -1,0 +1,222 @@
+"""Durable tasks: the pull consumer ``<agent>`` on ``bus.task.<agent>`` (stream ``BUS_TASKS``).
+
+Per task: decode; if an idempotency record exists, answer with it; else run the chain, with
+``in_progress`` heartbeats while it runs. A retryable failure with attempts left is a NAK
+with the backoff delay (the retry survives this process); otherwise the reply is recorded,
+published to ``bus.reply.<agent>.<run_id>`` and only then is the task acked. Tasks that cannot
+succeed go to the DLQ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from bus import codec
+from bus.deadletter import Reason
+from bus.errors import InvalidInputError, TransientError, is_retryable
+from bus.messages import ErrorInfo, Reply, Task, error_reply
+from bus.middleware.idempotency import IdempotencyStore
+from bus.runtime.cancel import CancelRegistry
+from bus.runtime.deadletters import DeadLetters
+from bus.runtime.handlers import HandlerRuntime
+from bus.subjects import Subjects
+from bus.transport.consumer import Delivery, PullConsumer
+from bus.transport.wire import Wire
+
+log = structlog.get_logger("bus.runtime")
+
+CRASH_MARGIN = 3
+
+
+class DurableWorker:
+    """Fetches tasks only as fast as free slots, the breaker and the rate limit allow."""
+
+    def __init__(
+        self,
+        agent: str,
+        handlers: dict[str, HandlerRuntime],
+        *,
+        consumer: PullConsumer,
+        wire: Wire,
+        subjects: Subjects,
+        idempotency: IdempotencyStore | None,
+        dead_letters: DeadLetters,
+        cancels: CancelRegistry,
+        concurrency: int,
+        ack_wait: float,
+        fetch_wait: float,
+    ) -> None:
+        self._agent = agent
+        self._handlers = handlers
+        self._default = next(iter(handlers.values()))
+        self.consumer = consumer
+        self._wire = wire
+        self._subjects = subjects
+        self._idempotency = idempotency
+        self._dead_letters = dead_letters
+        self._cancels = cancels
+        self._slots = anyio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._ack_wait = ack_wait
+        self._fetch_wait = fetch_wait
+        self.consuming = False
+
+    async def run(self, tg: TaskGroup, stop: anyio.Event) -> None:
+        """Fetch and dispatch until ``stop`` is set; in-flight tasks then finish in ``tg``."""
+        await self.consumer.ensure()
+        self.consuming = True
+        try:
+            while not stop.is_set():
+                held = await self._take_slots()
+                try:
+                    deliveries, admitted = await self._fetch(held)
+                except BaseException:
+                    self._release(held)
+                    raise
+                self._release(held - len(deliveries))
+                for delivery in deliveries:
+                    tg.start_soon(self._process_and_release, delivery, admitted)
+        finally:
+            self.consuming = False
+
+    async def _take_slots(self) -> int:
+        await self._slots.acquire()
+        held = 1
+        while held < self._concurrency and self._slots.value > 0:
+            self._slots.acquire_nowait()
+            held += 1
+        return held
+
+    def _release(self, count: int) -> None:
+        for _ in range(count):
+            self._slots.release()
+
+    async def _fetch(self, held: int) -> tuple[Sequence[Delivery], bool]:
+        """Fetch at most what the breaker and the rate limit admit right now."""
+        resilience = self._default.resilience
+        if resilience.breaker is not None:
+            await resilience.breaker.wait_permitted()
+        if resilience.limiter is None:
+            return await self.consumer.fetch(held, self._fetch_wait), False
+        tokens = await resilience.limiter.admit_up_to(held)
+        deliveries = await self.consumer.fetch(tokens, self._fetch_wait)
+        unused = tokens - len(deliveries)
+        if unused > 0:
+            resilience.limiter.refund(unused)
+        return deliveries, True
+
+    async def _process_and_release(self, delivery: Delivery, admitted: bool) -> None:
+        try:
+            await self.process(delivery, admitted=admitted)
+        except Exception:
+            log.exception("task processing failed outside the handler chain")
+        finally:
+            self._slots.release()
+
+    async def process(self, delivery: Delivery, *, admitted: bool = False) -> None:
+        ctype = codec.content_type(delivery.headers)
+        try:
+            task = codec.decode(delivery.data, Task, ctype)
+        except InvalidInputError as exc:
+            await self._give_up(delivery, None, "invalid_input", str(exc))
+            await delivery.term()
+            return
+        handler = self._handlers.get(task.handler) if task.handler else self._default
+        if handler is None:
+            reply = error_reply(
+                task, ErrorInfo(kind="invalid_input", message=f"no handler {task.handler!r}")
+            )
+            await self._finish(delivery, task, reply, dead_letter="unknown_handler")
+            return
+        if delivery.delivered > handler.max_attempts + CRASH_MARGIN:
+            # Redelivered again and again without an answer: the handler kills its process or
+            # outlives the ack wait. Stop the loop instead of crashing every replica in turn.
+            error = f"redelivered {delivery.delivered} times without an answer"
+            reply = error_reply(task, ErrorInfo(kind="transient", message=error))
+            await self._finish(delivery, task, reply, dead_letter="max_deliver")
+            return
+        if self._idempotency is not None:
+            recorded = await self._idempotency.get(task.id)
+            if recorded is not None:
+                await self._publish_reply(task, recorded)
+                await delivery.ack()
+                return
+        with self._cancels.scope(task.run_id) as scope:
+            async with anyio.create_task_group() as beats:
+                beats.start_soon(self._heartbeat, delivery)
+                reply, ctx = await handler.call(
+                    task,
+                    mode="durable",
+                    attempt=delivery.delivered,
+                    progress=delivery.in_progress,
+                    admitted=admitted,
+                )
+                beats.cancel_scope.cancel()
+        if scope.cancelled_caught:
+            log.info("task cancelled with its run", task_id=task.id, run_id=task.run_id)
+            await delivery.ack()
+            return
+        if ctx.retry_delay is not None:
+            await delivery.nak(ctx.retry_delay)
+            return
+        reason = _dead_letter_reason(reply, delivery.delivered)
+        await self._finish(delivery, task, reply, dead_letter=reason)
+
+    async def _finish(
+        self, delivery: Delivery, task: Task, reply: Reply, *, dead_letter: Reason | None
+    ) -> None:
+        if dead_letter is not None:
+            error = reply.error.message if reply.error else ""
+            await self._give_up(delivery, task, dead_letter, error)
+        try:
+            if self._idempotency is not None:
+                await self._idempotency.put(task.id, reply)
+            await self._publish_reply(task, reply)
+        except TransientError as exc:
+            # Not acked: JetStream redelivers, and the recorded reply (if any) is sent then.
+            log.warning("reply not stored, task will be redelivered", error=str(exc))
+            return
+        await delivery.ack()
+
+    async def _publish_reply(self, task: Task, reply: Reply) -> None:
+        if not task.run_id:
+            return
+        headers = {"traceparent": task.trace} if task.trace else None
+        await self._wire.persist(
+            self._subjects.reply(self._agent, task.run_id),
+            codec.encode(reply),
+            msg_id=f"reply.{task.id}",
+            headers=headers,
+        )
+
+    async def _give_up(
+        self, delivery: Delivery, task: Task | None, reason: Reason, error: str
+    ) -> None:
+        await self._dead_letters.send(
+            delivery.data,
+            reason=reason,
+            error=error,
+            task_id=task.id if task else "",
+            subject=delivery.subject,
+            attempts=delivery.delivered,
+            content_type=delivery.headers.get("Content-Type"),
+        )
+
+    async def _heartbeat(self, delivery: Delivery) -> None:
+        while True:
+            await anyio.sleep(self._ack_wait / 2)
+            await delivery.in_progress()
+
+
+def _dead_letter_reason(reply: Reply, delivered: int) -> Reason | None:
+    if reply.error is None:
+        return None
+    if reply.error.kind == "invalid_input":
+        return "invalid_input"
+    if is_retryable(reply.error.kind):
+        return "max_deliver"
+    return None

@@ -1,0 +1,60 @@
+"""One handler, ready to call: its frozen middleware chain and its resilience state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from bus.agent import Agent, HandlerSpec
+from bus.messages import Reply, Task
+from bus.middleware.context import CallContext, Middleware, Mode
+from bus.middleware.defaults import ResilienceSet, Resources, chain_for, resilience_for
+
+
+class HandlerRuntime:
+    """Calls one handler through its chain; built once when the service starts."""
+
+    __slots__ = ("agent", "chain", "max_attempts", "resilience", "spec", "version")
+
+    def __init__(
+        self,
+        agent: Agent,
+        spec: HandlerSpec,
+        *,
+        resources: Resources,
+        outer: Sequence[Middleware],
+    ) -> None:
+        self.agent = agent.name
+        self.version = agent.version
+        self.spec = spec
+        self.resilience: ResilienceSet = resilience_for(agent.name, agent.version, spec, resources)
+        self.chain = chain_for(spec, outer=outer, resilience=self.resilience)
+        retry = spec.options.retry
+        self.max_attempts = retry.attempts if retry is not None else 1
+
+    async def call(
+        self,
+        task: Task,
+        *,
+        mode: Mode,
+        attempt: int = 1,
+        progress: Callable[[], Awaitable[None]] | None = None,
+        admitted: bool = False,
+    ) -> tuple[Reply, CallContext]:
+        """Run the chain for ``task``; the context says whether to retry later (durable)."""
+        deadline = None
+        if task.deadline:
+            deadline = time.monotonic() + (task.deadline - time.time())
+        ctx = CallContext(
+            task,
+            self.spec,
+            agent=self.agent,
+            version=self.version,
+            mode=mode,
+            attempt=attempt,
+            max_attempts=self.max_attempts,
+            deadline=deadline,
+            progress=progress,
+        )
+        ctx.admitted = admitted
+        return await self.chain(ctx), ctx

@@ -1,0 +1,90 @@
+"""Run agents as processes: load ``module:attr``, serve it, handle signals, spawn replicas."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+
+import anyio
+
+from bus.agent import Agent
+from bus.errors import ConfigError
+from bus.runtime.options import ServeOptions
+from bus.runtime.service import AgentService
+from bus.settings import Settings
+
+
+def load_agent(reference: str) -> Agent:
+    """Import ``module:attr`` (from the working directory, as uvicorn does) and check it.
+
+    Raises:
+        ConfigError: the reference is malformed, the module or attribute is missing, or the
+            object is not an ``Agent``.
+    """
+    module_name, _, attr = reference.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"expected MODULE:ATTR like 'agents.planner:agent', got {reference!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"cannot import {module_name!r}: {exc}") from None
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, Agent):
+        raise ConfigError(f"{reference} is a {type(obj).__name__}, not a bus.Agent")
+    return obj
+
+
+async def serve_until_signalled(service: AgentService) -> None:
+    """Serve until SIGINT or SIGTERM, then stop gracefully (finish in-flight, drain)."""
+    async with anyio.create_task_group() as tg:
+
+        async def watch_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    service.stop()
+                    return
+
+        tg.start_soon(watch_signals)
+        await service.serve()
+        tg.cancel_scope.cancel()
+
+
+def run_agent(reference: str, settings: Settings, options: ServeOptions) -> int:
+    """Serve one agent in this process until signalled."""
+    agent = load_agent(reference)
+    service = AgentService(agent, settings, options)
+    anyio.run(serve_until_signalled, service)
+    return 0
+
+
+def run_replicas(argv: Sequence[str], replicas: int) -> int:
+    """Start ``replicas`` independent ``bus agent run`` processes and wait for all of them.
+
+    SIGINT/SIGTERM are forwarded, so each replica drains on its own.
+    """
+    children = [
+        subprocess.Popen([sys.executable, "-m", "bus", *argv, "--replica-index", str(i)])
+        for i in range(replicas)
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = [child.wait() for child in children]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return max(codes, default=0)
