@@ -68,7 +68,8 @@ async def test_garbage_bytes_get_invalid_input_and_agent_keeps_serving(
         reply = msgspec.msgpack.decode(msg.data, type=Reply)
         after = await request_agent(settings, "echo", {"name": "ok"})
         letters = await _dead_letters(nc, 1)
-    assert reply.error is not None and reply.error.kind == "invalid_input"
+    assert reply.error is not None
+    assert reply.error.kind == "invalid_input"
     assert "MessagePack" in reply.error.message
     assert after.ok
     assert letters[0][1] == b"\xc1\xff garbage"
@@ -84,7 +85,8 @@ async def test_oversized_payload_is_invalid_input(settings: Settings, nc: NATS) 
         msg = await nc.request("bus.agent.echo", payload, timeout=5)
         reply = msgspec.msgpack.decode(msg.data, type=Reply)
         letters = await _dead_letters(nc, 1)
-    assert reply.error is not None and reply.error.kind == "invalid_input"
+    assert reply.error is not None
+    assert reply.error.kind == "invalid_input"
     assert "exceeds the limit of 100 bytes" in reply.error.message
     assert letters[0][0]["Bus-Reason"] == "invalid_input"
 

@@ -135,7 +135,8 @@ async def test_undecodable_task_is_dead_lettered_and_terminated(
         sub = await nc.jetstream().pull_subscribe("bus.dlq.echo", stream="BUS_DLQ")
         (letter,) = await sub.fetch(1, timeout=10)
     assert letter.data == b"\xc1 not a task"
-    assert letter.headers is not None and letter.headers["Bus-Reason"] == "invalid_input"
+    assert letter.headers is not None
+    assert letter.headers["Bus-Reason"] == "invalid_input"
 
 
 def _agent(settings: Settings, ref: str, *extra: str) -> object:
@@ -186,7 +187,8 @@ async def test_sigterm_finishes_in_flight_work(settings: Settings, nc: NATS, eff
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert reply.ok and reply.output["attempt"] == 1
+    assert reply.ok
+    assert reply.output["attempt"] == 1
     assert code == 0
 
 
