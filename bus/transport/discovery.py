@@ -16,6 +16,8 @@ async def gather(
 ) -> list[bytes]:
     """Publish a request on ``subject`` and collect every reply for ``wait`` seconds.
 
+    Returns at once when the server reports that nobody subscribes to ``subject``.
+
     Args:
         nc: a connected client.
         subject: e.g. ``$SRV.STATS`` or ``$SRV.STATS.planner``.
@@ -30,6 +32,9 @@ async def gather(
     done = anyio.Event()
 
     async def collect(msg: Msg) -> None:
+        if msg.headers and msg.headers.get("Status") == "503":
+            done.set()  # the server's "no responders": nobody listens, nothing more will come
+            return
         replies.append(msg.data)
         if limit is not None and len(replies) >= limit:
             done.set()
