@@ -72,10 +72,14 @@ def _record(topology: str, state: str, seconds: float | None, agents: list[str])
     }
 
 
-def _service(agent: str, data: dict[str, Any] | None, **endpoint: Any) -> dict[str, Any]:
-    ep = {"name": "default", "num_requests": 0, "num_errors": 0, "processing_time": 0,
-          "average_processing_time": 0, "data": data, **endpoint}  # fmt: skip
-    return {"name": agent, "id": "x", "version": "1", "metadata": {}, "endpoints": [ep, ep]}
+def _endpoint(data: dict[str, Any] | None, **fields: Any) -> dict[str, Any]:
+    return {"name": "default", "num_requests": 0, "num_errors": 0, "processing_time": 0,
+            "average_processing_time": 0, "data": data, **fields}  # fmt: skip
+
+
+def _service(agent: str, *endpoints: dict[str, Any]) -> dict[str, Any]:
+    return {"name": agent, "id": "x", "version": "1.0.0", "metadata": {},
+            "endpoints": list(endpoints)}  # fmt: skip
 
 
 RECORDS = [
@@ -116,9 +120,12 @@ def _data(calls: int, errors: int, total: float, p50: float, p99: float, n: int,
 
 def test_agent_numbers_merge_instances() -> None:
     services = [
-        _service("planner", _data(60, 3, 600.0, 8.0, 40.0, 60, hits=10, misses=30)),
-        _service("planner", _data(40, 1, 600.0, 13.0, 90.0, 40, hits=0, misses=20, breaker="open")),
-        _service("linter", _data(10, 0, 50.0, 5.0, 6.0, 10)),
+        _service("planner", _endpoint(_data(60, 3, 600.0, 8.0, 40.0, 60, hits=10, misses=30))),
+        _service(
+            "planner",
+            _endpoint(_data(40, 1, 600.0, 13.0, 90.0, 40, hits=0, misses=20, breaker="open")),
+        ),
+        _service("linter", _endpoint(_data(10, 0, 50.0, 5.0, 6.0, 10))),
     ]
     summary = summarize([], services)
     linter, planner = summary.agents
@@ -134,22 +141,37 @@ def test_agent_numbers_merge_instances() -> None:
     assert (linter.calls, linter.success_rate, linter.breaker) == (10, 1.0, "closed")
 
 
+def test_each_handler_endpoint_adds_to_its_agent() -> None:
+    plan = _endpoint(_data(10, 1, 100.0, 10.0, 20.0, 10, hits=1, misses=9))
+    replan = _endpoint(_data(30, 0, 900.0, 30.0, 50.0, 30, breaker="half_open"), name="replan")
+    (planner,) = summarize([], [_service("planner", plan, replan)]).agents
+    assert planner.instances == 1
+    assert (planner.calls, planner.errors) == (40, 1)
+    assert planner.avg_ms == 25.0
+    assert planner.p50_ms == 25.0  # (10 * 10 + 30 * 30) / 40
+    assert planner.p99_ms == 50.0
+    assert planner.breaker == "half_open"
+    assert planner.cache_hit_rate == 0.1
+
+
 def test_agent_without_data_falls_back_to_micro_counters() -> None:
-    service = _service("legacy", None, num_requests=4, num_errors=1, processing_time=8_000_000)
-    (legacy,) = summarize([], [service]).agents
+    endpoint = _endpoint(None, num_requests=4, num_errors=1, processing_time=8_000_000)
+    (legacy,) = summarize([], [_service("legacy", endpoint, endpoint)]).agents
     assert (legacy.calls, legacy.errors) == (8, 2)  # two endpoints
     assert legacy.avg_ms == 2.0
     assert (legacy.p99_ms, legacy.breaker, legacy.cache_hit_rate) == (None, None, None)
 
 
 def test_agent_name_from_metadata() -> None:
-    service = _service("svc-name", _data(1, 0, 1.0, 1.0, 1.0, 1))
+    service = _service("svc-name", _endpoint(_data(1, 0, 1.0, 1.0, 1.0, 1)))
     service["metadata"] = {"agent": "planner"}
     assert [a.agent for a in summarize([], [service]).agents] == ["planner"]
 
 
 def test_topology_filter_keeps_its_runs_and_the_agents_they_called() -> None:
-    services = [_service(a, _data(1, 0, 1.0, 1.0, 1.0, 1)) for a in ("planner", "linter", "docs")]
+    services = [
+        _service(a, _endpoint(_data(1, 0, 1.0, 1.0, 1.0, 1))) for a in ("planner", "linter", "docs")
+    ]
     summary = summarize(RECORDS, services, topology="docs")
     assert [t.topology for t in summary.topologies] == ["docs"]
     assert [a.agent for a in summary.agents] == ["docs"]

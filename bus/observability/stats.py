@@ -9,10 +9,12 @@ endpoints, built by ``stats_data``::
      "cache": {"hits": 40, "misses": 80},
      "breaker": {"state": "closed", ...}, "limiter": {...}}
 
-The same agent-level ``data`` is reported on every endpoint of an instance (take it once).
-Percentiles use linear interpolation between closest ranks. Across several instances of one
-agent, ``p50`` is the average weighted by each window, and ``p99`` the largest instance
-``p99`` (an upper bound: percentiles do not merge exactly).
+Each endpoint (one per handler) reports its own handler's ``data``; an agent's numbers add
+up its endpoints across all its instances. Percentiles use linear interpolation between
+closest ranks; merged over several endpoints or instances, ``p50`` is the average weighted by
+each window and ``p99`` the largest one (an upper bound: percentiles do not merge exactly).
+An endpoint without ``data`` counts micro's own ``num_requests``/``num_errors`` (direct
+requests only).
 """
 
 from __future__ import annotations
@@ -99,10 +101,10 @@ def stats_data(
     limiter: Mapping[str, Any] | None = None,
     cache: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``data`` an agent instance reports in its micro STATS (see the module docstring).
+    """The ``data`` a handler's micro STATS endpoint reports (see the module docstring).
 
     Args:
-        window: the agent's ``LatencyWindow`` (fed by the ``observe`` middleware).
+        window: the handler's ``LatencyWindow`` (fed by the ``observe`` middleware).
         breaker: the breaker's snapshot (``{"state": "closed" | "open" | "half_open", ...}``).
         limiter: the rate limiter's snapshot, passed through.
         cache: the dedup cache's ``{"hits": n, "misses": m}``; default: the window's counts.
@@ -227,26 +229,29 @@ def _agent_stats(name: str, services: list[Mapping[str, Any]]) -> AgentStats:
     p99: float | None = None
     breaker: str | None = None
     for service in services:
-        endpoints = [e for e in service.get("endpoints") or [] if isinstance(e, Mapping)]
-        data = next((e["data"] for e in endpoints if isinstance(e.get("data"), Mapping)), None)
-        if data is None:  # an agent that reports no data: micro's own counters (direct only)
-            calls += sum(int(e.get("num_requests", 0)) for e in endpoints)
-            errors += sum(int(e.get("num_errors", 0)) for e in endpoints)
-            total_ms += sum(int(e.get("processing_time", 0)) for e in endpoints) / 1e6
-            continue
-        calls += int(data.get("calls", 0))
-        errors += int(data.get("errors", 0))
-        total_ms += float(data.get("total_ms", 0.0))
-        latency = data.get("latency_ms") or {}
-        n = int(latency.get("window", 0))
-        if n:
-            window += n
-            p50_weighted += float(latency.get("p50", 0.0)) * n
-            p99 = max(p99 or 0.0, float(latency.get("p99", 0.0)))
-        cache = data.get("cache") or {}
-        hits += int(cache.get("hits", 0))
-        misses += int(cache.get("misses", 0))
-        breaker = _worse(breaker, (data.get("breaker") or {}).get("state"))
+        for endpoint in service.get("endpoints") or []:
+            if not isinstance(endpoint, Mapping):
+                continue
+            data = endpoint.get("data")
+            if not isinstance(data, Mapping) or not data:
+                # no data from this endpoint: micro's own counters (direct requests only)
+                calls += int(endpoint.get("num_requests", 0))
+                errors += int(endpoint.get("num_errors", 0))
+                total_ms += int(endpoint.get("processing_time", 0)) / 1e6
+                continue
+            calls += int(data.get("calls", 0))
+            errors += int(data.get("errors", 0))
+            total_ms += float(data.get("total_ms", 0.0))
+            latency = data.get("latency_ms") or {}
+            n = int(latency.get("window", 0))
+            if n:
+                window += n
+                p50_weighted += float(latency.get("p50", 0.0)) * n
+                p99 = max(p99 or 0.0, float(latency.get("p99", 0.0)))
+            cache = data.get("cache") or {}
+            hits += int(cache.get("hits", 0))
+            misses += int(cache.get("misses", 0))
+            breaker = _worse(breaker, (data.get("breaker") or {}).get("state"))
     return AgentStats(
         agent=name,
         instances=len(services),
