@@ -100,7 +100,7 @@ def apply_timeouts(
     for path, current in record.steps.items():
         if current.state in STEP_OPEN and 0 < current.deadline <= now:
             step = step_index(topology)[path]
-            reason = f"step {path} ({current.agent}) ran past its {step.timeout}s timeout"
+            reason = f"step {path} ({current.agent}) ran past its {step.timeout:g}s timeout"
             steps[path] = _fallback_or_fail(
                 step, current, ErrorInfo("timeout", reason, STEP_TIMEOUT), now, seq
             )

@@ -18,7 +18,8 @@ from typing import TypeAlias
 
 import msgspec
 
-from bus.codec import canonical
+from bus.codec import canonical, convert
+from bus.errors import InvalidInputError, TopologyError
 
 
 class StepRetry(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,7 +121,12 @@ class Topology(msgspec.Struct, frozen=True):
         from bus.workflow.checks import check  # the checks need the node classes above
 
         triggers = (trigger,) if isinstance(trigger, str) else tuple(trigger)
-        topology = cls(name, _as_node(root), triggers)
+        draft = cls(name, _as_node(root), triggers)
+        try:
+            # One schema for both surfaces: the Python form is typed like a file (10 -> 10.0).
+            topology: Topology = convert(msgspec.to_builtins(draft), cls)
+        except InvalidInputError as exc:
+            raise TopologyError(f"topology {name!r}: {exc}") from None
         check(topology)
         return msgspec.structs.replace(topology, version=content_hash(topology))
 
