@@ -1,0 +1,54 @@
+"""Idempotency records: the reply of each durable task id, kept in KV ``bus_cache``.
+
+The durable runtime records a task's reply before acking it; a redelivered task (the ack was
+lost, or arrived after the redelivery) returns the recorded reply instead of running again.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from bus import codec
+from bus.messages import Reply
+from bus.transport.kv import Bucket, safe_key
+
+DAY = 24 * 3600.0
+
+
+def kv_ttl(seconds: float) -> float:
+    """NATS per-message TTLs are whole seconds, at least one."""
+    return float(max(1, math.ceil(seconds)))
+
+
+class IdempotencyStore:
+    """The recorded reply of each durable task id, so a redelivered task is not run again.
+
+    Args:
+        store: the ``bus_cache`` bucket.
+        ttl: seconds a record lives (longer than any redelivery can arrive).
+    """
+
+    __slots__ = ("_store", "ttl")
+
+    def __init__(self, store: Bucket, ttl: float = DAY) -> None:
+        self._store = store
+        self.ttl = ttl
+
+    @staticmethod
+    def key(task_id: str) -> str:
+        """The KV key of a task id's record."""
+        return f"task.{safe_key(task_id)}"
+
+    async def get(self, task_id: str) -> Reply | None:
+        """The reply recorded for ``task_id`` (marked ``cached``), or ``None``."""
+        entry = await self._store.get(self.key(task_id))
+        if entry is None:
+            return None
+        reply = codec.decode(entry.value, Reply)
+        return msgspec.structs.replace(reply, cached=True)
+
+    async def put(self, task_id: str, reply: Reply) -> None:
+        """Record ``reply`` as the outcome of ``task_id``."""
+        await self._store.put(self.key(task_id), codec.encode(reply), ttl=kv_ttl(self.ttl))
