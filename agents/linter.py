@@ -120,16 +120,17 @@ async def lint(path: str, *, limit: int = 20) -> LintReport:
     )
 
 
-def ruff_binary() -> str:
-    """The ruff executable next to this interpreter (its venv), else the one on ``PATH``.
+def ruff_binary(executable: str = sys.executable, search_path: str | None = None) -> str:
+    """The ruff executable next to ``executable`` (this venv's), else the one on ``PATH``
+    (or on ``search_path`` when given).
 
     Raises:
         PermanentError: ruff is installed in neither place.
     """
-    beside = Path(sys.executable).with_name("ruff.exe" if os.name == "nt" else "ruff")
+    beside = Path(executable).with_name("ruff.exe" if os.name == "nt" else "ruff")
     if beside.is_file():
         return str(beside)
-    found = shutil.which("ruff")
+    found = shutil.which("ruff", path=search_path)
     if found is None:
         raise PermanentError("ruff is not installed: pip install 'agent-bus[agents]'")
     return found

@@ -26,8 +26,18 @@ import msgspec
 from agents import _http
 from agents._review import Issue, Review, ReviewRequest, Severity, gather, summarize
 from agents.rule_reviewer import rank
-from bus import Agent, BreakerPolicy, CachePolicy, PermanentError, RateLimit, RetryPolicy
+from bus import (
+    Agent,
+    BreakerPolicy,
+    CachePolicy,
+    ConfigError,
+    PermanentError,
+    RateLimit,
+    RetryPolicy,
+)
 
+DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_TIMEOUT = 60.0
 SYSTEM_PROMPT = """You are a senior Python reviewer. You get a digest of a code base: its size,
 its most complex functions (cyclomatic complexity) and its ruff findings. Reply with one JSON
 object and nothing else: {"summary": str, "score": int from 0 to 100, "issues": [{"severity":
@@ -46,18 +56,29 @@ class LLMConfig(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     url: str = ""
-    model: str = "gpt-4o-mini"
+    model: str = DEFAULT_MODEL
     key: str = ""
-    timeout: float = 60.0
+    timeout: float = DEFAULT_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> LLMConfig:
-        """Read ``BUS_LLM_URL``, ``BUS_LLM_MODEL``, ``BUS_LLM_KEY``, ``BUS_LLM_TIMEOUT``."""
+        """Read ``BUS_LLM_URL``, ``BUS_LLM_MODEL``, ``BUS_LLM_KEY``, ``BUS_LLM_TIMEOUT``.
+
+        Raises:
+            ConfigError: ``BUS_LLM_TIMEOUT`` is not a positive number.
+        """
+        raw = environ.get("BUS_LLM_TIMEOUT", "").strip()
+        try:
+            timeout = float(raw) if raw else DEFAULT_TIMEOUT
+        except ValueError:
+            timeout = -1.0
+        if timeout <= 0:
+            raise ConfigError(f"BUS_LLM_TIMEOUT must be a positive number of seconds: {raw!r}")
         return cls(
             url=environ.get("BUS_LLM_URL", "").strip(),
-            model=environ.get("BUS_LLM_MODEL", "").strip() or cls.model,
+            model=environ.get("BUS_LLM_MODEL", "").strip() or DEFAULT_MODEL,
             key=environ.get("BUS_LLM_KEY", "").strip(),
-            timeout=float(environ.get("BUS_LLM_TIMEOUT") or cls.timeout),
+            timeout=timeout,
         )
 
     @property

@@ -70,7 +70,7 @@ class SuiteReport(msgspec.Struct, frozen=True):
 
 _COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped)\b")
 _SUMMARY = re.compile(r"\bin \d+(?:\.\d+)?s\b")
-_FAILURE = re.compile(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$")
+_FAILURE = re.compile(r"^(?:FAILED|ERROR) ([^\s\[]+(?:\[.*?\])?)(?: - |$)")
 
 
 @agent.handler
