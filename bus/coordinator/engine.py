@@ -178,6 +178,10 @@ class Engine:
         async with self._locks.hold(run_id):
 
             def apply(record: RunRecord) -> tuple[RunRecord, list[Task]]:
+                if record.terminal:
+                    raise RejectedTransitionError(
+                        f"run {run_id} already {record.state}", reason="terminal"
+                    )
                 return interpreter.cancel_run(record, now=self._clock()), []
 
             changed = await self.store.change(run_id, apply)
