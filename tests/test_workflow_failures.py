@@ -15,6 +15,7 @@ from bus.workflow import (
     Step,
     StepRetry,
     Topology,
+    abandoned,
     apply_reply,
     apply_timeouts,
     cancel_run,
@@ -240,6 +241,7 @@ def test_cancel() -> None:
     record, tasks = start_run(topology, run_id="r", input=0, now=0.0)
     record, _ = apply_reply(topology, record, ok_reply(tasks[0], 1), sender="a", now=1.0)
     cancelled = cancel_run(record, now=2.0)
+    assert abandoned(record, cancelled) == ["r/0.1/1"]
     assert (cancelled.state, cancelled.finished_at) == ("cancelled", 2.0)
     assert {p: s.state for p, s in cancelled.steps.items()} == {
         "0.0": "succeeded",

@@ -13,6 +13,7 @@ from bus.workflow import (
     RunRecord,
     Step,
     Topology,
+    abandoned,
     apply_reply,
     conditional,
     current_tasks,
@@ -112,7 +113,9 @@ def test_list_merge_keeps_branch_order_whatever_the_finish_order() -> None:
 def test_first_merge_takes_the_first_to_finish_and_skips_the_rest() -> None:
     topology = Topology.build("f", [parallel(Step("a"), Step("b"), merge="first"), Step("z")])
     record, tasks = start_run(topology, run_id="r", input=0, now=0.0)
+    before = record
     record, more = reply(topology, record, tasks[1], "from-b")
+    assert abandoned(before, record) == ["r/0.0/1"]
     assert [(t.agent, t.input) for t in more] == [("z", "from-b")]
     assert states(record)["0.0"] == "skipped"
     with pytest.raises(RejectedTransitionError, match="skipped") as caught:

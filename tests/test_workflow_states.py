@@ -47,8 +47,8 @@ def test_tables_cover_every_state_and_match_the_design() -> None:
     assert set(STEP_TRANSITIONS) == set(STEP_STATES)
     assert {(a, b) for a, tos in RUN_TRANSITIONS.items() for b in tos} == LEGAL_RUN
     assert {(a, b) for a, tos in STEP_TRANSITIONS.items() for b in tos} == LEGAL_STEP
-    assert RUN_TERMINAL == {"completed", "failed", "cancelled"}
-    assert STEP_TERMINAL == {"succeeded", "failed", "skipped"}
+    assert {"completed", "failed", "cancelled"} == RUN_TERMINAL
+    assert {"succeeded", "failed", "skipped"} == STEP_TERMINAL
 
 
 def test_tables_are_frozen() -> None:

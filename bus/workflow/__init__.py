@@ -6,6 +6,7 @@ Nothing here does I/O; the coordinator (``bus.coordinator``) drives it.
 from bus.workflow.expr import Expr, ExprError, compile_expr
 from bus.workflow.graph import to_mermaid
 from bus.workflow.interpreter import (
+    abandoned,
     apply_reply,
     apply_timeouts,
     cancel_run,
@@ -56,6 +57,7 @@ __all__ = [
     "StepRetry",
     "StepState",
     "Topology",
+    "abandoned",
     "apply_reply",
     "apply_timeouts",
     "cancel_run",

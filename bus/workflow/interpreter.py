@@ -142,6 +142,17 @@ def current_tasks(topology: Topology, record: RunRecord, *, now: float) -> list[
     ]
 
 
+def abandoned(before: RunRecord, after: RunRecord) -> list[str]:
+    """Task ids that were in flight in ``before`` and are no longer wanted in ``after`` (the
+    step was skipped: its run finished or was cancelled, or its parallel joined without it);
+    the coordinator tells their agents to cancel the handlers."""
+    return [
+        old.task_id
+        for path, old in before.steps.items()
+        if old.state == "dispatched" and after.steps[path].state == "skipped"
+    ]
+
+
 # -- internals ---------------------------------------------------------------------------
 
 

@@ -10,7 +10,9 @@ Built-in merges:
 Any other merge is a ``module:function`` reference, imported when the topology is loaded. The
 function is called with one argument, the list of ``(key, output)`` pairs of the branches that
 joined, in branch order, and returns the merged output; an exception it raises fails the
-parallel with a ``permanent`` error. It must be importable in every coordinator process.
+parallel with a ``permanent`` error. It must be importable in every coordinator process, and
+pure and deterministic: the coordinator derives a run's state from its step records on every
+change, so the function is called again each time (cheap, same pairs, same result).
 
 With ``quorum=k`` only the first ``k`` branches to succeed join (``first`` implies ``k = 1``
 unless a quorum is given); later outputs are ignored.
