@@ -19,6 +19,17 @@ from bus.messages import ErrorInfo, Event, Reply, Task
 from bus.middleware.context import CallContext, Middleware, Next
 from bus.policies import BreakerPolicy, CachePolicy, RateLimit, RetryPolicy
 from bus.settings import Settings
+from bus.workflow.topology import (
+    Conditional,
+    Parallel,
+    Sequential,
+    Step,
+    StepRetry,
+    Topology,
+    conditional,
+    parallel,
+    sequential,
+)
 
 __all__ = [
     "Agent",
@@ -28,6 +39,7 @@ __all__ = [
     "BusTimeoutError",
     "CachePolicy",
     "CallContext",
+    "Conditional",
     "ConfigError",
     "ConnectionFailedError",
     "ErrorInfo",
@@ -38,13 +50,21 @@ __all__ = [
     "Next",
     "NoAgentError",
     "Options",
+    "Parallel",
     "PermanentError",
     "RateLimit",
     "RateLimitedError",
     "Reply",
     "RetryPolicy",
+    "Sequential",
     "Settings",
+    "Step",
+    "StepRetry",
     "Task",
+    "Topology",
     "TopologyError",
     "TransientError",
+    "conditional",
+    "parallel",
+    "sequential",
 ]

@@ -98,7 +98,17 @@ class NoAgentError(BusError, LookupError):
 
 
 class InvalidTransitionError(BusError):
-    """A run or step state change that the workflow state machine does not allow."""
+    """A run or step state change that the workflow state machine does not allow.
+
+    Args:
+        message: what was refused.
+        reason: a short label for logs and ``bus_transitions_rejected_total{reason}``
+            (``late``, ``duplicate``, ``forged``, ``unknown_run``, ``terminal``, ...).
+    """
+
+    def __init__(self, message: str = "", *, reason: str = "illegal") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 _BY_KIND: dict[str, type[BusError]] = {

@@ -6,8 +6,8 @@ so agents and coordinators can be upgraded one at a time.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from typing import Any, Literal
 
 import msgspec
@@ -24,7 +24,7 @@ def now() -> float:
 
 def new_id() -> str:
     """A fresh random identifier (32 hex characters)."""
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import anyio
@@ -24,8 +25,9 @@ def timeout(default: float) -> Middleware:
 
     async def timeout_mw(ctx: CallContext, call_next: Next) -> Reply:
         budget = default if ctx.deadline is None else ctx.deadline - time.monotonic()
-        # anyio deadlines are on the event loop's clock, which need not be time.monotonic.
-        with anyio.CancelScope(deadline=anyio.current_time() + budget):
+        # anyio deadlines are on the event loop's clock; reading it through the loop skips
+        # anyio's backend lookup, which costs more than the rest of this middleware.
+        with anyio.CancelScope(deadline=asyncio.get_running_loop().time() + budget):
             return await call_next(ctx)
         # Reached only when the deadline cancelled the call (the scope swallowed it).
         message = f"timed out after {default:g} s" if ctx.deadline is None else "deadline passed"

@@ -18,12 +18,12 @@ import time
 from typing import Any
 
 import structlog
-from structlog.contextvars import bound_contextvars
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from bus.messages import Reply, error_info
 from bus.middleware.context import CallContext, Middleware, Next
 from bus.observability import tracing
-from bus.observability.metrics import Metrics
+from bus.observability.metrics import OUTCOMES, Metrics
 from bus.observability.stats import LatencyWindow
 
 EXTRA_RETRIES = "retries"
@@ -33,11 +33,12 @@ EXTRA_BREAKER_STATE = "breaker_state"
 
 
 class _Series:
-    """One agent's labelled children, resolved once (``labels()`` is a dict lookup + lock)."""
+    """One agent's labelled children, resolved once (``labels()`` takes a lock each call)."""
 
-    __slots__ = ("cache_hits", "cache_misses", "retries", "seconds")
+    __slots__ = ("cache_hits", "cache_misses", "messages", "retries", "seconds")
 
     def __init__(self, metrics: Metrics, agent: str) -> None:
+        self.messages = {o: metrics.messages.labels(agent, o) for o in OUTCOMES}
         self.seconds = metrics.handler_seconds.labels(agent)
         self.retries = metrics.retries.labels(agent)
         self.cache_hits = metrics.cache_hits.labels(agent)
@@ -61,10 +62,11 @@ def observe(
 
     Args:
         metrics: where to count (``None``: logs only).
-        logger: a structlog logger (default ``structlog.get_logger("bus.handler")``).
+        logger: a structlog logger (default ``structlog.get_logger("bus.handler")``, resolved
+            when the first call is made and kept: configure logging before serving).
         window: the agent's latency window, reported by ``stats_data``.
     """
-    log = logger if logger is not None else structlog.get_logger("bus.handler")
+    log: Any = logger
     series: dict[str, _Series] = {}
 
     def series_of(agent: str) -> _Series | None:
@@ -78,75 +80,94 @@ def observe(
     def account(ctx: CallContext, reply: Reply, seconds: float) -> None:
         duration_ms = seconds * 1000.0
         extra = ctx.extra
+        error = reply.error
         cache = "hit" if reply.cached else extra.get(EXTRA_CACHE)
-        outcome = "ok" if reply.error is None else reply.error.kind
         if window is not None:
-            window.record(duration_ms, ok=reply.error is None, cache=cache)
+            window.record(duration_ms, ok=error is None, cache=cache)
         s = series_of(ctx.agent)
         if s is not None and metrics is not None:
-            metrics.messages.labels(ctx.agent, outcome).inc()
+            outcome = "ok" if error is None else error.kind
+            counter = s.messages.get(outcome)
+            if counter is None:  # a kind newer than this module: still counted
+                counter = metrics.messages.labels(ctx.agent, outcome)
+            counter.inc()
             s.seconds.observe(seconds)
-            retries = int(extra.get(EXTRA_RETRIES, 0))
+            if extra:
+                _account_extra(metrics, s, ctx.agent, extra)
             if ctx.mode == "durable" and ctx.attempt > 1:
-                retries += 1
-            if retries:
-                s.retries.inc(retries)
+                s.retries.inc()
             if cache == "hit":
                 s.cache_hits.inc()
             elif cache == "miss":
                 s.cache_misses.inc()
-            waited = extra.get(EXTRA_RATELIMIT_WAIT)
-            if waited:
-                metrics.ratelimit_waited(ctx.agent, float(waited))
-            state = extra.get(EXTRA_BREAKER_STATE)
-            if state is not None:
-                metrics.set_breaker_state(ctx.agent, state)
-        if reply.error is None:
+        if error is None:
             log.info("task finished", duration_ms=round(duration_ms, 3), cached=reply.cached)
         else:
             log.warning(
                 "task failed",
                 duration_ms=round(duration_ms, 3),
-                error_kind=reply.error.kind,
-                error=reply.error.message,
+                error_kind=error.kind,
+                error=error.message,
             )
 
     async def observe_call(ctx: CallContext, call_next: Next) -> Reply:
+        nonlocal log
+        if log is None:
+            # Resolved once, at the first call: a lazy proxy would re-resolve on every call.
+            log = structlog.get_logger("bus.handler").bind()
         task = ctx.task
-        with bound_contextvars(
+        # bind/reset by token rather than bound_contextvars(): this runs on every call.
+        tokens = bind_contextvars(
             run_id=task.run_id,
             step=task.step,
             agent=ctx.agent,
             attempt=ctx.attempt,
             task_id=task.id,
-            trace_id=tracing.trace_id_of(task.trace),
-        ):
+            trace_id=tracing.trace_id_of(task.trace) if task.trace else "",
+        )
+        try:
             log.debug("task started", mode=ctx.mode)
             start = time.perf_counter()
-            with tracing.handler_span(
-                f"{ctx.agent} handle",
-                task.trace,
-                {
-                    "messaging.system": "nats",
-                    "bus.agent": ctx.agent,
-                    "bus.run_id": task.run_id,
-                    "bus.step": task.step,
-                    "bus.attempt": ctx.attempt,
-                    "bus.mode": ctx.mode,
-                },
-            ) as span:
-                try:
-                    reply = await call_next(ctx)
-                except Exception as exc:
-                    # Only when no error boundary sits below: count it, then let it propagate.
-                    info = error_info(exc)
-                    failed = Reply(task_id=task.id, status="error", agent=ctx.agent, error=info)
-                    account(ctx, failed, time.perf_counter() - start)
-                    tracing.mark_error(span, info.kind, info.message)
-                    raise
-                account(ctx, reply, time.perf_counter() - start)
-                if reply.error is not None:
-                    tracing.mark_error(span, reply.error.kind, reply.error.message)
-                return reply
+            if not tracing.otel_enabled():
+                return await _call(ctx, call_next, start, None)
+            attributes = {
+                "messaging.system": "nats",
+                "bus.agent": ctx.agent,
+                "bus.run_id": task.run_id,
+                "bus.step": task.step,
+                "bus.attempt": ctx.attempt,
+                "bus.mode": ctx.mode,
+            }
+            with tracing.handler_span(f"{ctx.agent} handle", task.trace, attributes) as span:
+                return await _call(ctx, call_next, start, span)
+        finally:
+            reset_contextvars(**tokens)
+
+    async def _call(ctx: CallContext, call_next: Next, start: float, span: Any) -> Reply:
+        try:
+            reply = await call_next(ctx)
+        except Exception as exc:
+            # Only when no error boundary sits below: count it, then let it propagate.
+            info = error_info(exc)
+            failed = Reply(task_id=ctx.task.id, status="error", agent=ctx.agent, error=info)
+            account(ctx, failed, time.perf_counter() - start)
+            tracing.mark_error(span, info.kind, info.message)
+            raise
+        account(ctx, reply, time.perf_counter() - start)
+        if reply.error is not None:
+            tracing.mark_error(span, reply.error.kind, reply.error.message)
+        return reply
 
     return observe_call
+
+
+def _account_extra(metrics: Metrics, s: _Series, agent: str, extra: dict[str, Any]) -> None:
+    retries = extra.get(EXTRA_RETRIES)
+    if retries:
+        s.retries.inc(int(retries))
+    waited = extra.get(EXTRA_RATELIMIT_WAIT)
+    if waited:
+        metrics.ratelimit_waited(agent, float(waited))
+    state = extra.get(EXTRA_BREAKER_STATE)
+    if state is not None:
+        metrics.set_breaker_state(agent, state)

@@ -7,10 +7,10 @@ application/json``); the answer is a ``Reply`` in the same encoding. Optional he
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
-import anyio
 import structlog
 from anyio.abc import TaskGroup
 
@@ -28,7 +28,12 @@ TIMEOUT_HEADER = "Bus-Timeout"
 
 
 class DirectServer:
-    """Answers direct requests, at most ``concurrency`` at a time in this process."""
+    """Answers direct requests with ``concurrency`` workers fed by the subscription.
+
+    A worker pool rather than a task per request: spawning a task costs more than a whole
+    fast handler. When every worker is busy and the queue is full the subscription waits,
+    which is the back-pressure (NATS then buffers, and drops only for a slow consumer).
+    """
 
     def __init__(
         self,
@@ -37,7 +42,6 @@ class DirectServer:
         *,
         subject: str,
         dead_letters: DeadLetters,
-        task_group: TaskGroup,
         concurrency: int,
         max_input_bytes: int,
     ) -> None:
@@ -46,15 +50,26 @@ class DirectServer:
         self._handlers = handlers
         self._default = next(iter(handlers.values()))
         self._dead_letters = dead_letters
-        self._tg = task_group
-        self._slots = anyio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._queue: asyncio.Queue[Inbound | None] = asyncio.Queue(concurrency)
         self._max_input = max_input_bytes
 
+    def start(self, task_group: TaskGroup) -> None:
+        """Start the workers in ``task_group``."""
+        for _ in range(self._concurrency):
+            task_group.start_soon(self._work)
+
+    async def close(self) -> None:
+        """Let the workers finish what is queued, then stop."""
+        for _ in range(self._concurrency):
+            await self._queue.put(None)
+
     async def on_request(self, msg: Inbound) -> None:
-        # Called in order by the subscription: wait for a free slot (back-pressure), then
-        # serve concurrently so one slow call does not hold the others.
-        await self._slots.acquire()
-        self._tg.start_soon(self._serve, msg)
+        await self._queue.put(msg)
+
+    async def _work(self) -> None:
+        while (msg := await self._queue.get()) is not None:
+            await self._serve(msg)
 
     async def _serve(self, msg: Inbound) -> None:
         try:
@@ -64,8 +79,6 @@ class DirectServer:
             await msg.respond(codec.encode(reply, ctype), headers)
         except Exception:
             log.exception("direct request failed outside the handler chain")
-        finally:
-            self._slots.release()
 
     async def _answer(self, msg: Inbound) -> Reply:
         headers = msg.headers or {}

@@ -67,7 +67,7 @@ class DurableWorker:
 
     async def run(self, tg: TaskGroup, stop: anyio.Event) -> None:
         """Fetch and dispatch until ``stop`` is set; in-flight tasks then finish in ``tg``."""
-        await self.consumer.ensure()
+        # The service ensured the consumer before starting this loop; fetch() rebinds it.
         self.consuming = True
         try:
             while not stop.is_set():

@@ -67,7 +67,6 @@ class EventWorker:
         self._fetch_wait = fetch_wait
 
     async def run(self, tg: TaskGroup, stop: anyio.Event) -> None:
-        await self.consumer.ensure()
         while not stop.is_set():
             await self._slots.acquire()
             try:

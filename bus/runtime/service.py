@@ -73,6 +73,8 @@ class AgentService:
         self._wire: Wire | None = None
         self.metrics_port: int | None = None
         self._consumers: list[PullConsumer] = []
+        self._direct: DirectServer | None = None
+        self._micro: Any = None
 
     @property
     def concurrency(self) -> int:
@@ -122,15 +124,23 @@ class AgentService:
                     log.info("agent serving", agent=self.agent.name, version=self.agent.version)
                     await self._stop.wait()
                     loops.cancel_scope.cancel()
+                await self._stop_intake()
                 log.info("agent stopping: finishing in-flight work", agent=self.agent.name)
                 work.cancel_scope.deadline = anyio.current_time() + self.options.drain_timeout
         finally:
             with anyio.CancelScope(shield=True):
-                for consumer in self._consumers:
-                    await consumer.close()
                 await wire.drain()
                 self._stopped.set()
                 log.info("agent stopped", agent=self.agent.name)
+
+    async def _stop_intake(self) -> None:
+        """No new work: leave the queue groups, stop fetching; queued requests still finish."""
+        if self._micro is not None:
+            await self._micro.stop()
+        for consumer in self._consumers:
+            await consumer.close()
+        if self._direct is not None:
+            await self._direct.close()
 
     def _runtime(self, spec: HandlerSpec, resources: Resources) -> HandlerRuntime:
         outer = self.instrumentation.outer_middleware(self.agent.name, spec.name)
@@ -154,10 +164,11 @@ class AgentService:
                 self.handlers,
                 subject=self.subjects.agent(name),
                 dead_letters=dead_letters,
-                task_group=work,
                 concurrency=self.concurrency,
                 max_input_bytes=self.options.max_input_bytes,
             )
+            direct.start(work)
+            self._direct = direct
             await self._start_micro(wire, direct.on_request)
             if self.options.durable:
                 self.durable = DurableWorker(
@@ -235,7 +246,7 @@ class AgentService:
                     handler=on_request,
                 )
             )
-        await start_service(
+        self._micro = await start_service(
             wire.nc,
             name=self.agent.name,
             version=_semver(self.agent.version),

@@ -24,18 +24,6 @@ class EndpointDef(msgspec.Struct, frozen=True):
     handler: Callable[[Inbound], Awaitable[None]]
 
 
-class _RequestMsg:
-    """Adapts a micro ``Request`` to the attributes ``Inbound`` reads."""
-
-    def __init__(self, request: Request) -> None:
-        msg = request._msg
-        self.data = msg.data
-        self.subject = msg.subject
-        self.headers = msg.headers
-        self.reply = msg.reply
-        self._client = msg._client
-
-
 async def start_service(
     nc: NATS,
     *,
@@ -64,7 +52,7 @@ async def start_service(
     for endpoint in endpoints:
 
         async def handle(request: Request, _handler: Any = endpoint.handler) -> None:
-            await _handler(Inbound(_RequestMsg(request)))  # type: ignore[arg-type]
+            await _handler(Inbound(request._msg))
 
         await service.add_endpoint(
             EndpointConfig(
