@@ -34,7 +34,8 @@ log = structlog.get_logger("bus.coordinator")
 class UnknownRunError(InvalidTransitionError, LookupError):
     """No run with that id exists."""
 
-    reason = "unknown_run"
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message, reason="unknown_run")
 
 
 class RunLocks:

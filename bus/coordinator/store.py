@@ -8,10 +8,12 @@ so the hot path costs one KV round trip per change.
 
 from __future__ import annotations
 
+import random
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Generic, TypeVar
 
+import anyio
 import msgspec
 import structlog
 
@@ -114,7 +116,7 @@ class RunStore:
         fresh = current is None
         if current is None:
             current = await self.get(run_id)
-        for _ in range(MAX_RACES):
+        for race in range(MAX_RACES):
             if current is None:
                 return None
             try:
@@ -133,6 +135,8 @@ class RunStore:
                 revision = await self._bucket.update(run_id, codec.encode(new), current.revision)
             except RevisionMismatchError:
                 self._cache.pop(run_id, None)
+                # Jittered backoff, so racers stop colliding in lockstep.
+                await anyio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**race)))
                 current, fresh = await self.get(run_id), True
                 continue
             stored = Stored(new, revision)
