@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import anyio
-
 from bus.messages import ErrorInfo, Reply, error_reply
 from bus.middleware.context import CallContext, Middleware, Next
 
@@ -25,12 +23,16 @@ def timeout(default: float) -> Middleware:
 
     async def timeout_mw(ctx: CallContext, call_next: Next) -> Reply:
         budget = default if ctx.deadline is None else ctx.deadline - time.monotonic()
-        # anyio deadlines are on the event loop's clock; reading it through the loop skips
-        # anyio's backend lookup, which costs more than the rest of this middleware.
-        with anyio.CancelScope(deadline=asyncio.get_running_loop().time() + budget):
-            return await call_next(ctx)
-        # Reached only when the deadline cancelled the call (the scope swallowed it).
-        message = f"timed out after {default:g} s" if ctx.deadline is None else "deadline passed"
-        return error_reply(ctx.task, ErrorInfo("timeout", message, "BusTimeoutError"))
+        # asyncio.timeout costs a fifth of an anyio CancelScope on this hot path, and the bus
+        # runs on asyncio only (nats-py); an outer cancellation still propagates untouched.
+        try:
+            async with asyncio.timeout(budget):
+                return await call_next(ctx)
+        except TimeoutError:
+            if ctx.deadline is None:
+                message = f"timed out after {default:g} s"
+            else:
+                message = "deadline passed"
+            return error_reply(ctx.task, ErrorInfo("timeout", message, "BusTimeoutError"))
 
     return timeout_mw
