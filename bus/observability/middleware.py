@@ -15,6 +15,7 @@ Prometheus:
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -30,6 +31,20 @@ EXTRA_RETRIES = "retries"
 EXTRA_CACHE = "cache"
 EXTRA_RATELIMIT_WAIT = "ratelimit_wait"
 EXTRA_BREAKER_STATE = "breaker_state"
+
+TASK_FIELDS = ("run_id", "step", "agent", "attempt", "task_id", "trace_id")
+"""The log fields every line logged during a call carries."""
+
+
+def _structlog_vars() -> tuple[ContextVar[Any], ...]:
+    """structlog's own ContextVars for ``TASK_FIELDS``, fetched through its public API.
+
+    Setting them directly is ``bind_contextvars`` without its per-key name building and
+    dict lookups: a third of observe's cost on the hot path otherwise.
+    """
+    tokens = bind_contextvars(**dict.fromkeys(TASK_FIELDS))
+    reset_contextvars(**tokens)
+    return tuple(tokens[field].var for field in TASK_FIELDS)
 
 
 class _Series:
@@ -68,6 +83,7 @@ def observe(
     """
     log: Any = logger
     series: dict[str, _Series] = {}
+    run_id_var, step_var, agent_var, attempt_var, task_id_var, trace_id_var = _structlog_vars()
 
     def series_of(agent: str) -> _Series | None:
         if metrics is None:
@@ -116,14 +132,13 @@ def observe(
             # Resolved once, at the first call: a lazy proxy would re-resolve on every call.
             log = structlog.get_logger("bus.handler").bind()
         task = ctx.task
-        # bind/reset by token rather than bound_contextvars(): this runs on every call.
-        tokens = bind_contextvars(
-            run_id=task.run_id,
-            step=task.step,
-            agent=ctx.agent,
-            attempt=ctx.attempt,
-            task_id=task.id,
-            trace_id=tracing.trace_id_of(task.trace) if task.trace else "",
+        tokens = (
+            run_id_var.set(task.run_id),
+            step_var.set(task.step),
+            agent_var.set(ctx.agent),
+            attempt_var.set(ctx.attempt),
+            task_id_var.set(task.id),
+            trace_id_var.set(tracing.trace_id_of(task.trace) if task.trace else ""),
         )
         try:
             log.debug("task started", mode=ctx.mode)
@@ -141,7 +156,8 @@ def observe(
             with tracing.handler_span(f"{ctx.agent} handle", task.trace, attributes) as span:
                 return await _call(ctx, call_next, start, span)
         finally:
-            reset_contextvars(**tokens)
+            for token in reversed(tokens):
+                token.var.reset(token)
 
     async def _call(ctx: CallContext, call_next: Next, start: float, span: Any) -> Reply:
         try:

@@ -12,15 +12,19 @@ function call; with an SDK configured, handlers and runs become spans of the run
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import lru_cache
 from typing import Any
 
 HEADER = "traceparent"
 """The NATS header that carries the trace context."""
 
-_HEX = frozenset("0123456789abcdef")
+_UNKNOWN = object()
+
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^\s]*)?")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
@@ -46,15 +50,11 @@ def parse(traceparent: str) -> tuple[str, str] | None:
     Follows the W3C rules: lower-case hex, version ``ff`` invalid, all-zero ids invalid, and
     a future version may append fields after the flags.
     """
-    parts = traceparent.strip().split("-")
-    if len(parts) < 4:
+    match = _TRACEPARENT.fullmatch(traceparent.strip())
+    if match is None:
         return None
-    version, trace_id, span_id, flags = parts[:4]
-    if version == "00" and len(parts) != 4:
-        return None
-    if not (_is_hex(version, 2) and _is_hex(trace_id, 32) and _is_hex(span_id, 16)):
-        return None
-    if version == "ff" or not _is_hex(flags, 2):
+    version, trace_id, span_id, _flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest):
         return None
     if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return None
@@ -70,14 +70,11 @@ def child(traceparent: str) -> str:
     return f"00-{parsed[0]}-{secrets.token_hex(8)}-{flags}"
 
 
+@lru_cache(maxsize=4096)  # every task of a run repeats its traceparent: called per handler call
 def trace_id_of(traceparent: str) -> str:
     """The trace id of ``traceparent`` ("" when it is missing or invalid)."""
     parsed = parse(traceparent)
     return parsed[0] if parsed else ""
-
-
-def _is_hex(text: str, length: int) -> bool:
-    return len(text) == length and _HEX.issuperset(text)
 
 
 # -- OpenTelemetry (optional) -------------------------------------------------------------
@@ -87,7 +84,12 @@ def otel_enabled() -> bool:
     """True when opentelemetry-api is installed and an SDK tracer provider is configured."""
     if not OTEL_AVAILABLE:
         return False
-    return not isinstance(_otel.get_tracer_provider(), _otel.ProxyTracerProvider)
+    # Called on every handler call: the API's get_tracer_provider() reads os.environ each
+    # time; the global it sets is the cheap answer (a set provider is never unset).
+    provider = getattr(_otel, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is _UNKNOWN:
+        return not isinstance(_otel.get_tracer_provider(), _otel.ProxyTracerProvider)
+    return provider is not None
 
 
 def handler_span(
