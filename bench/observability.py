@@ -10,9 +10,11 @@ output to plain data), so the difference is exactly the ``observe`` middleware:
   (the default ``info`` level), written to /dev/null.
 
 Rounds alternate the variants and the best round of each counts, so machine noise hits all
-alike. Prints JSON: ns per call, the overhead in µs per call and the ratio to ``bare``.
+alike. A no-op handler makes ``bare`` tiny, so the ratio alone overstates the cost; the bench
+also times a raw nats-py request/reply round trip on an embedded nats-server (the floor of a
+direct call) and reports the overhead as a share of it. Prints JSON.
 
-    python bench/observability.py [--calls 20000] [--rounds 5]
+    python bench/observability.py [--calls 20000] [--rounds 5] [--no-rtt]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from typing import Any
 
 import msgspec
+import nats
 from prometheus_client import CollectorRegistry
 
 from bus.agent import Agent
@@ -36,7 +39,8 @@ from bus.observability import tracing
 from bus.observability.logs import configure_logging
 from bus.observability.metrics import Metrics
 from bus.observability.middleware import observe
-from bus.observability.stats import LatencyWindow
+from bus.observability.stats import LatencyWindow, percentile
+from bus.server import NatsServer
 
 
 class Ping(msgspec.Struct):
@@ -101,14 +105,38 @@ async def measure(calls: int, rounds: int, devnull: Any) -> dict[str, float]:
     return best
 
 
+async def raw_round_trip_us(count: int = 3000) -> float:
+    """p50 of a raw nats-py request/reply on a local nats-server: a direct call's floor."""
+    server = NatsServer().start()
+    try:
+        nc = await nats.connect(server.url)
+
+        async def respond(msg: Any) -> None:
+            await msg.respond(msg.data)
+
+        await nc.subscribe("bench.rtt", cb=respond)
+        payload = msgspec.msgpack.encode({"n": 1, "text": "x" * 64})
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            await nc.request("bench.rtt", payload, timeout=5)
+            times.append((time.perf_counter() - start) * 1e6)
+        await nc.close()
+        return percentile(times, 0.5)
+    finally:
+        server.cleanup()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-rtt", action="store_true", help="skip the nats round trip")
     args = parser.parse_args()
     with open(os.devnull, "w") as devnull:
         best = asyncio.run(measure(args.calls, args.rounds, devnull))
     bare = best["bare"]
+    rtt = None if args.no_rtt else asyncio.run(raw_round_trip_us())
     result = {
         "calls": args.calls,
         "rounds": args.rounds,
@@ -119,6 +147,11 @@ def main() -> None:
         },
         "ratio_vs_bare": {k: round(v / bare, 2) for k, v in best.items() if k != "bare"},
     }
+    if rtt is not None:
+        result["raw_nats_round_trip_p50_us"] = round(rtt, 1)
+        result["overhead_share_of_round_trip"] = {
+            k: round((v - bare) / 1000 / rtt, 3) for k, v in best.items() if k != "bare"
+        }
     print(json.dumps(result, indent=2))
 
 
