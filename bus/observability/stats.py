@@ -209,7 +209,7 @@ def _topology_stats(name: str, records: list[Mapping[str, Any]]) -> TopologyStat
         state = str(record.get("state", "unknown"))
         states[state] = states.get(state, 0) + 1
         created, finished = record.get("created_at"), record.get("finished_at")
-        if state in TERMINAL and created and finished:
+        if state in TERMINAL and created is not None and finished is not None:
             durations.append(max(0.0, float(finished) - float(created)))
     decided = states.get("completed", 0) + states.get("failed", 0)
     return TopologyStats(
