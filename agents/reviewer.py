@@ -7,6 +7,9 @@ asks the retry to wait that long, a 5xx or a dead endpoint is a ``TransientError
 counts, and any other 4xx, or no endpoint configured at all, is a ``PermanentError`` so the
 topology's ``fallback: rule-reviewer`` reviews instead.
 
+Replies are cached by input for 15 minutes: given the planner's spec (as in the conditional
+topology) the key changes whenever the spec does; a bare ``{"path": ...}`` is cached as is.
+
 Configuration (read from the environment when this module is imported, as an app does):
 ``BUS_LLM_URL`` the API base (``http://localhost:11434/v1``) or the full
 ``.../chat/completions`` URL, ``BUS_LLM_MODEL`` (default ``gpt-4o-mini``), ``BUS_LLM_KEY`` an
