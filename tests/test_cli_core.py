@@ -103,3 +103,32 @@ def test_agent_replicas_request_publish_and_discovery(
     finally:
         agents.terminate()
         assert agents.wait(30) == 0
+
+
+def test_bus_server_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bus", "server", "--port", str(port), "--store", str(tmp_path)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        ready = proc.stderr.readline()
+        assert f"nats-server ready at nats://127.0.0.1:{port}" in ready
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    with socket.socket() as sock:  # the port is free again: no server left behind
+        sock.bind(("127.0.0.1", port))
+
+
+def test_bus_server_refuses_a_taken_port(server: NatsServer) -> None:
+    one_line_error(bus("server", "--port", str(server.port)), "in use")

@@ -86,11 +86,13 @@ def cmd_server(args: argparse.Namespace) -> int:
     )
     _check_port_free(args.host, args.port)
     server = NatsServer(options)
-    stop = {"signal": 0}
+    stopping: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
-        stop["signal"] = signum
-        server.stop()
+        # Only forward: waiting here would deadlock with the wait() below (Popen's lock).
+        stopping.append(signum)
+        if server.process is not None and server.process.poll() is None:
+            server.process.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -98,7 +100,11 @@ def cmd_server(args: argparse.Namespace) -> int:
     print(f"nats-server ready at {server.url} (store {server.store_dir})", file=sys.stderr)
     process = server.process
     code = process.wait() if process is not None else 0
-    return 0 if stop["signal"] else code
+    if args.store:
+        server.stop()
+    else:
+        server.cleanup()
+    return 0 if stopping else code
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -150,7 +156,7 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
         raise ConfigError("--replicas must be at least 1")
     load_agent(args.reference)  # fail here, once, rather than in every replica
     if args.replicas > 1:
-        argv = [a for a in sys.argv[1:] if not a.startswith("--replicas")]
+        argv = [a for a in sys.argv[1:] if not a.startswith("--replicas=")]
         argv = _without_value(argv, "--replicas")
         return run_replicas(argv, args.replicas)
     metrics_port = args.metrics_port
