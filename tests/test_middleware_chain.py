@@ -208,6 +208,14 @@ async def test_timeout_uses_the_task_deadline() -> None:
     assert reply.error.message == "deadline passed"
 
 
+async def test_timeout_does_not_relabel_a_timeout_error_raised_below() -> None:
+    async def raises(ctx: CallContext) -> Reply:
+        raise TimeoutError("from a custom middleware")
+
+    with pytest.raises(TimeoutError, match="custom"):
+        await timeout(30.0)(make_ctx(agent.handlers["add"]), raises)
+
+
 async def test_timeout_passes_fast_replies_through() -> None:
     async def quick(ctx: CallContext) -> Reply:
         return ok_reply(ctx.task, 1)

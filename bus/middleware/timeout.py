@@ -25,10 +25,13 @@ def timeout(default: float) -> Middleware:
         budget = default if ctx.deadline is None else ctx.deadline - time.monotonic()
         # asyncio.timeout costs a fifth of an anyio CancelScope on this hot path, and the bus
         # runs on asyncio only (nats-py); an outer cancellation still propagates untouched.
+        scope = asyncio.timeout(budget)
         try:
-            async with asyncio.timeout(budget):
+            async with scope:
                 return await call_next(ctx)
         except TimeoutError:
+            if not scope.expired():  # raised below, not our deadline: not ours to relabel
+                raise
             if ctx.deadline is None:
                 message = f"timed out after {default:g} s"
             else:
