@@ -118,16 +118,23 @@ def summarize(record: RunRecord) -> str:
 
 
 def _findings(output: Any) -> list[str]:
+    """One line per part of the output: a merged report's branches, or the fields of one."""
     if not isinstance(output, dict):
-        return [f"output: {output!r}"[:200]]
-    return [f"{key}: {_short(value)}" for key, value in output.items()][:8]
+        return [_scalar(output)]
+    if output and all(isinstance(v, dict) for v in output.values()):
+        return [f"{key}: {_fields(value)}" for key, value in output.items()]
+    return [_fields(output)]
 
 
-def _short(value: Any) -> str:
-    if isinstance(value, dict):
-        keep = {k: v for k, v in value.items() if not isinstance(v, (list, dict))}
-        text = ", ".join(f"{k}={v}" for k, v in list(keep.items())[:6])
-        return "{" + text + "}"
-    if isinstance(value, list):
-        return f"[{len(value)} items]"
-    return str(value)[:120]
+def _fields(value: dict[str, Any]) -> str:
+    shown = [
+        f"{k}={_scalar(v)}"
+        for k, v in value.items()
+        if k != "path" and not isinstance(v, dict | list) and v not in ("", None)
+    ]
+    return ", ".join(shown[:7])
+
+
+def _scalar(value: Any) -> str:
+    text = str(value).strip().splitlines()[0] if str(value).strip() else ""
+    return text if len(text) <= 60 else text[:57] + "..."
