@@ -172,3 +172,21 @@ def test_a_stream_can_be_given() -> None:
     )
     assert result.stderr == ""
     assert json_lines(result.stdout)[0]["n"] == 1
+
+
+def test_default_stream_follows_sys_stderr_when_it_is_swapped() -> None:
+    result = run_python(
+        """
+        import io, logging, sys, structlog
+        from bus.observability.logs import configure_logging
+        real, sys.stderr = sys.stderr, io.StringIO()  # a harness capturing stderr
+        configure_logging("info", "json")
+        structlog.get_logger().info("captured")
+        captured, sys.stderr = sys.stderr, real
+        captured.close()  # the harness is done with it
+        structlog.get_logger().info("after")
+        logging.getLogger("nats").warning("stdlib after")
+        """,
+        env={},
+    )
+    assert [line["event"] for line in json_lines(result.stderr)] == ["after", "stdlib after"]

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -55,6 +56,14 @@ def failing(kind: str) -> Next:
 @pytest.fixture
 def registry() -> CollectorRegistry:
     return CollectorRegistry()
+
+
+@pytest.fixture(autouse=True)
+def default_structlog() -> Iterator[None]:
+    """structlog's default configuration, whatever an earlier in-process CLI test set."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -15,13 +15,14 @@ A JSON line looks like::
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import msgspec
 import structlog
@@ -50,11 +51,12 @@ def configure_logging(
         level: ``debug`` | ``info`` | ``warning`` | ``error`` (else ``BUS_LOG_LEVEL``, ``info``).
         fmt: ``json`` | ``console`` (else ``BUS_LOG_FORMAT``, else ``console`` when the
             stream is a terminal and ``json`` otherwise).
-        stream: where lines go (stderr by default).
+        stream: where lines go (default: whatever ``sys.stderr`` is at each write, so a
+            process, or a test harness, that swaps stderr later keeps getting the lines).
         environ: the environment to read defaults from (``os.environ`` by default).
     """
     env = os.environ if environ is None else environ
-    out = stream or sys.stderr
+    out: TextIO = stream if stream is not None else cast(TextIO, _Stderr())
     tty = _isatty(out)
     level_name = (level or env.get("BUS_LOG_LEVEL") or "info").lower()
     fmt = (fmt or env.get("BUS_LOG_FORMAT") or ("console" if tty else "json")).lower()
@@ -97,6 +99,19 @@ def _route_stdlib_logging(out: TextIO, threshold: int, shared: list[Any], render
     root.handlers = [handler]
     # Third-party debug output (asyncio, nats) drowns ours; it shows from warning up.
     root.setLevel(max(threshold, logging.WARNING))
+
+
+class _Stderr(io.TextIOBase):
+    """``sys.stderr`` looked up at every write, never the object it was at configuration."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
 
 
 class UtcTimestamper:
