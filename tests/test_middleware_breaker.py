@@ -259,7 +259,9 @@ async def test_open_breaker_answers_at_once_without_calling_the_handler() -> Non
         await breaker(make_ctx(), dep)
     assert breaker.state == "open"
     assert dep.calls == 4
-    reply = await breaker(make_ctx(), dep)
+    ctx = make_ctx()
+    reply = await breaker(ctx, dep)
+    assert ctx.extra["breaker_state"] == "open"
     assert reply.error is not None
     assert reply.error.kind == "breaker_open"
     assert reply.error.retry_after == pytest.approx(5.0)

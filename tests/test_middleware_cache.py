@@ -65,9 +65,11 @@ async def test_hit_returns_cached_output_with_the_current_ids() -> None:
     cache = DedupCache(CachePolicy(), agent="summarise", version="1", store=None)
     handler = Counting()
     handler.release.set()
-    first = await cache(make_ctx({"doc": 1}, "t1"), handler)
-    second = await cache(make_ctx({"doc": 1}, "t2"), handler)
+    first_ctx, second_ctx = make_ctx({"doc": 1}, "t1"), make_ctx({"doc": 1}, "t2")
+    first = await cache(first_ctx, handler)
+    second = await cache(second_ctx, handler)
     assert handler.calls == 1
+    assert (first_ctx.extra["cache"], second_ctx.extra["cache"]) == ("miss", "hit")
     assert not first.cached
     assert second.cached
     assert second.output == first.output

@@ -235,8 +235,10 @@ async def test_rate_limited_calls_wait_instead_of_failing() -> None:
     async def ok(ctx: CallContext) -> Reply:
         return ok_reply(ctx.task, clock())
 
-    replies = [await limiter(make_ctx(agent.handlers["add"]), ok) for _ in range(5)]
+    contexts = [make_ctx(agent.handlers["add"]) for _ in range(5)]
+    replies = [await limiter(ctx, ok) for ctx in contexts]
     assert all(r.ok for r in replies)
+    assert [ctx.extra.get("ratelimit_wait") for ctx in contexts] == [None, 0.5, 0.5, 0.5, 0.5]
     assert [r.output - 1000.0 for r in replies] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
     assert limiter.waited_seconds == pytest.approx(2.0)
 

@@ -3,7 +3,7 @@
 Only ``transient`` and ``timeout`` outcomes count as failures; ``permanent``,
 ``invalid_input``, ``rate_limited`` and ``breaker_open`` say nothing about the dependency and
 are not counted at all. An open breaker answers ``breaker_open`` at once without calling the
-rest of the chain.
+rest of the chain. The state after each call is left in ``ctx.extra["breaker_state"]``.
 
 Shared mode keeps one ``BreakerRecord`` per key in KV. Each replica runs the state machine on a
 local copy, queues its outcomes, and every ``refresh`` seconds (at once after a local
@@ -136,6 +136,7 @@ class CircuitBreaker:
         generation = await self._acquire()
         if generation is None:
             self.rejected += 1
+            ctx.extra["breaker_state"] = self._core.state
             wait = self._core.open_remaining()
             error = ErrorInfo(
                 "breaker_open", "circuit breaker is open", "BreakerOpenError", wait or None
@@ -153,6 +154,7 @@ class CircuitBreaker:
             moved = self._core.generation != generation or self._core.state == "half_open"
             if moved or self._due():
                 await self._sync(force=moved)
+        ctx.extra["breaker_state"] = self._core.state
         return reply
 
     def _classify(self, reply: Reply, duration: float) -> int:

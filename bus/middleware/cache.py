@@ -5,7 +5,8 @@ A process-local LRU (with TTL) sits in front of KV ``bus_cache`` (per-key TTL). 
 concurrent identical calls in a process await one execution; across replicas the first one
 claims ``claim.<key>`` (KV create, with a TTL) and the others poll ``val.<key>`` for up to
 ``policy.wait`` seconds before computing it themselves. Only ``ok`` replies are cached; a
-cached reply is returned with ``cached=True`` and the current task's identifiers.
+cached reply is returned with ``cached=True`` and the current task's identifiers. Each call
+leaves ``ctx.extra["cache"]`` = ``"hit"`` or ``"miss"`` for the metrics middleware.
 
 ``IdempotencyStore`` (in ``idempotency``) keeps durable task replies in the same bucket.
 """
@@ -124,6 +125,7 @@ class DedupCache:
             if flight.ok:
                 return self._hit(ctx, flight.output)
             self.misses += 1  # the execution we waited for failed: try ourselves
+            ctx.extra["cache"] = "miss"
             return await call_next(ctx)
         flight = self._flights[key] = _Flight()
         try:
@@ -158,6 +160,7 @@ class DedupCache:
 
     async def _compute(self, ctx: CallContext, call_next: Next, key: str) -> Reply:
         self.misses += 1
+        ctx.extra["cache"] = "miss"
         reply = await call_next(ctx)
         if reply.ok:
             self._local_put(key, reply.output, self.policy.ttl)
@@ -166,6 +169,7 @@ class DedupCache:
 
     def _hit(self, ctx: CallContext, output: Any) -> Reply:
         self.hits += 1
+        ctx.extra["cache"] = "hit"
         return ok_reply(ctx.task, output, cached=True)
 
     def _local_get(self, key: str) -> tuple[float, Any] | None:

@@ -25,7 +25,7 @@ def handler_adapter(spec: HandlerSpec) -> Next:
     to plain data. Any ``Exception`` becomes an error reply of its kind (``error_info``);
     cancellation propagates.
     """
-    takes_nothing = not spec.takes_context and not inspect.signature(spec.func).parameters
+    takes_nothing = not spec.takes_context and not _parameters(spec)
 
     async def run(arg: Any) -> Any:
         args = () if takes_nothing else (arg,)
@@ -54,3 +54,10 @@ def handler_adapter(spec: HandlerSpec) -> Next:
 
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
+
+
+def _parameters(spec: HandlerSpec) -> int:
+    try:
+        return len(inspect.signature(spec.func).parameters)
+    except (TypeError, ValueError):  # no introspectable signature: pass the input
+        return 1

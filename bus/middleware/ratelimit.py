@@ -2,6 +2,7 @@
 
 Waiting for a token is not a failure: calls queue (first come, first served) until the bucket
 admits them. Only a task whose deadline passes while it waits is answered ``rate_limited``.
+The seconds a call waited are left in ``ctx.extra["ratelimit_wait"]`` for metrics.
 
 Shared mode keeps a ``LimitRecord`` per key in KV ``bus_limits``. A replica leases up to
 ``policy.lease`` tokens at a time by compare-and-set and spends them locally, so the KV is
@@ -141,18 +142,20 @@ class RateLimiter:
             self.bucket.give_back(n)
 
     async def __call__(self, ctx: CallContext, call_next: Next) -> Reply:
-        if ctx.admitted:
+        if ctx.admitted or (not self._lock.locked() and self._take(1, whole=True)):
             return await call_next(ctx)
+        waited = self.waited_seconds
         remaining = ctx.remaining()
+        late = False
         if remaining is None:
             await self.acquire(1)
-            return await call_next(ctx)
-        # The token wait is bounded by the deadline; the handler's time is the timeout's job.
-        admitted = False
-        with anyio.move_on_after(remaining):
-            await self.acquire(1)
-            admitted = True
-        if not admitted:
+        else:
+            # The token wait is bounded by the deadline; the handler's is the timeout's job.
+            with anyio.move_on_after(remaining) as scope:
+                await self.acquire(1)
+            late = scope.cancelled_caught
+        ctx.extra["ratelimit_wait"] = self.waited_seconds - waited
+        if late:
             message = "no rate-limit token before the deadline"
             return error_reply(ctx.task, ErrorInfo("rate_limited", message, "RateLimitedError"))
         return await call_next(ctx)
