@@ -4,21 +4,26 @@ goes on when one node is killed with SIGKILL (the client fails over to another U
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import anyio
 import nats.errors
 import pytest
 from nats.aio.client import Client as NATS
+from workflow_agents import effects, inc
 
+from bus.coordinator import Coordinator, CoordinatorOptions, workflow_client
 from bus.errors import BusError
 from bus.server import NatsServer, ServerOptions, free_port
 from bus.subjects import Subjects
-from bus.testing import settings_for
+from bus.testing import running_agent, settings_for
 from bus.transport.connection import connect
 from bus.transport.jetstream import BUCKETS, ensure_all
 from bus.transport.kv import RevisionMismatchError
+from bus.workflow import Step, Topology
 
 pytestmark = pytest.mark.slow
 
@@ -131,3 +136,56 @@ async def test_r3_streams_and_buckets_survive_the_kill_of_one_node(
         assert info.state.messages == 0
     finally:
         await nc.close()
+
+
+TWO_STEPS = Topology.build("cluster-seq", [Step("inc"), Step("inc")])
+RUNS = 300
+
+
+async def test_runs_in_flight_all_complete_once_when_a_node_is_killed(
+    cluster: list[NatsServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BUS_TEST_EFFECTS", str(tmp_path))
+    settings = settings_for(cluster, replicas=3)
+    nc = await connect(settings)
+    try:
+        await eventually(lambda: ensure_all(nc, S, replicas=3))
+    finally:
+        await nc.close()
+    coordinator = Coordinator(settings, CoordinatorOptions(rescan_interval=0.5))
+    async with (
+        coordinator.running(),
+        running_agent(inc, settings),
+        workflow_client(settings) as wf,
+    ):
+        run_ids = [f"cluster-{i:03d}" for i in range(RUNS)]
+        started = 0
+        enough = anyio.Event()
+
+        async def start(run_id: str) -> None:
+            nonlocal started
+            # A start with a given run id is idempotent, so a retry through the failover
+            # never makes a second run.
+            await eventually(lambda: wf.start_run(TWO_STEPS, {"n": 0}, run_id=run_id))
+            started += 1
+            if started == RUNS // 3:
+                enough.set()
+
+        async with anyio.create_task_group() as starts:
+            for run_id in run_ids:
+                starts.start_soon(start, run_id)
+            await enough.wait()
+            cluster[0].kill()  # while runs are starting, dispatched and replied to
+        # A read during the failover may time out (no leader yet): a watcher retries.
+        records = [
+            await eventually(lambda r=run_id: wf.wait_run(r, timeout=30), timeout=60)
+            for run_id in run_ids
+        ]
+
+    assert [r.state for r in records] == ["completed"] * RUNS
+    assert all(r.output == {"n": 2} for r in records)
+    runs = Counter(task_id.split("/")[0] for task_id in effects(tmp_path, "inc"))
+    steps = Counter(effects(tmp_path, "inc"))
+    assert set(runs) == set(run_ids)
+    assert max(steps.values()) == 1, steps.most_common(3)
+    assert len(steps) == 2 * RUNS
