@@ -7,7 +7,7 @@ import sys
 
 import msgspec
 
-from bus import Agent
+from bus import Agent, BreakerPolicy, RateLimit
 
 
 class Ping(msgspec.Struct):
@@ -50,5 +50,41 @@ async def raw_responder(url: str, subject: str) -> None:
     await asyncio.Event().wait()
 
 
+
+
+full = Agent(
+    "bench-full",
+    version="1",
+    breaker=BreakerPolicy(window=100, min_calls=50),
+    rate_limit=RateLimit(rate=1_000_000, burst=100_000),
+)
+
+
+@full.handler
+async def full_pong(ping: Ping) -> Pong:
+    return Pong(n=ping.n, text=ping.text)
+
+
+async def bare_responder(url: str, subject: str) -> None:
+    """A bare handler on nats-py: decode the input, call the handler, encode a Reply."""
+    import nats
+
+    from bus import codec
+    from bus.messages import Task, ok_reply
+
+    nc = await nats.connect(url)
+    decode = msgspec.msgpack.Decoder(Ping).decode
+
+    async def respond(msg: object) -> None:
+        ping = decode(msg.data)  # type: ignore[attr-defined]
+        output = await bare_pong(ping)
+        reply = ok_reply(Task(id="t", agent="bench-bare"), codec.to_builtins(output))
+        await msg.respond(codec.encode(reply))  # type: ignore[attr-defined]
+
+    await nc.subscribe(subject, queue="bare", cb=respond)
+    await asyncio.Event().wait()
+
+
 if __name__ == "__main__":
-    asyncio.run(raw_responder(sys.argv[1], sys.argv[2]))
+    responder = bare_responder if sys.argv[3:] == ["bare"] else raw_responder
+    asyncio.run(responder(sys.argv[1], sys.argv[2]))

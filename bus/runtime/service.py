@@ -252,6 +252,8 @@ class AgentService:
             version=_semver(self.agent.version),
             description=self.agent.description,
             metadata={
+                "agent": self.agent.name,
+                "prefix": self.subjects.prefix,
                 "agent_version": self.agent.version,
                 "task_subject": self.subjects.task(self.agent.name),
                 "events": ",".join(
