@@ -31,6 +31,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         tls_ca, tls_cert, tls_key: TLS files; a CA alone verifies the server, cert+key add
             client authentication.
         name: client connection name shown by the server.
+        inbox_prefix: the connection's reply-inbox prefix; least-privilege deployments give
+            every service its own (``_INBOX.<service>``) so no one reads another's answers.
         prefix: subject prefix, so several buses can share one NATS.
         replicas: stream and bucket replicas (3 on a JetStream cluster).
         connect_timeout: seconds to wait for the first connection.
@@ -48,6 +50,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tls_cert: str | None = None
     tls_key: str | None = None
     name: str = "agent-bus"
+    inbox_prefix: str | None = None
     prefix: str = "bus"
     replicas: int = 1
     connect_timeout: float = 2.0
@@ -71,8 +74,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def from_env(cls, environ: Mapping[str, str], prefix: str = "BUS_") -> Settings:
         """Settings from ``BUS_NATS_URL``, ``BUS_NATS_USER``, ``BUS_NATS_PASSWORD``,
         ``BUS_NATS_TOKEN``, ``BUS_NATS_NKEY``, ``BUS_NATS_CREDS``, ``BUS_TLS_CA``,
-        ``BUS_TLS_CERT``, ``BUS_TLS_KEY``, ``BUS_PREFIX``, ``BUS_REPLICAS`` and ``BUS_CONFIG``
-        (a TOML file read first)."""
+        ``BUS_TLS_CERT``, ``BUS_TLS_KEY``, ``BUS_NATS_INBOX_PREFIX``, ``BUS_PREFIX``,
+        ``BUS_REPLICAS`` and ``BUS_CONFIG`` (a TOML file read first)."""
         base = (
             cls.from_file(environ[prefix + "CONFIG"]) if environ.get(prefix + "CONFIG") else cls()
         )
@@ -86,6 +89,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "TLS_CA": "tls_ca",
             "TLS_CERT": "tls_cert",
             "TLS_KEY": "tls_key",
+            "NATS_INBOX_PREFIX": "inbox_prefix",
             "PREFIX": "prefix",
             "REPLICAS": "replicas",
         }

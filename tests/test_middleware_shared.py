@@ -261,7 +261,7 @@ async def test_thirty_identical_calls_across_two_replicas_run_once(settings: Set
 
         store = await bucket(nc_c, "cache")
         key = cache_key("svc", "1", "handle", {"doc": "same"})
-        assert await store.get(f"claim.{key}") is None  # released once the result was stored
+        assert await store.get(f"svc.claim.{key}") is None  # released once the result was stored
         late = DedupCache(policy, agent="svc", version="1", store=store)
         reply = await late(make_ctx({"doc": "same"}, "t99"), handler)
         assert reply.cached
@@ -273,7 +273,7 @@ async def test_a_dead_claimant_delays_others_only_up_to_wait(settings: Settings,
     store = await bucket(nc, "cache")
     policy = CachePolicy(ttl=60.0, wait=1.0)
     key = cache_key("svc", "1", "handle", 7)
-    await store.create(f"claim.{key}", b"1", ttl=60)  # a replica that claimed, then died
+    await store.create(f"svc.claim.{key}", b"1", ttl=60)  # a replica that claimed, then died
     handler = Dependency(healthy=True)
     cache = DedupCache(policy, agent="svc", version="1", store=store)
     started = time.monotonic()
@@ -289,7 +289,7 @@ async def test_cached_values_carry_a_ttl_in_kv(settings: Settings, nc: NATS) -> 
     store = await bucket(nc, "cache")
     cache = DedupCache(CachePolicy(ttl=1.0), agent="svc", version="1", store=store)
     await cache(make_ctx(1), Dependency(healthy=True))
-    key = f"val.{cache_key('svc', '1', 'handle', 1)}"
+    key = f"svc.val.{cache_key('svc', '1', 'handle', 1)}"
     assert await store.get(key) is not None
     with anyio.fail_after(5.0):
         while await store.get(key) is not None:
@@ -297,7 +297,7 @@ async def test_cached_values_carry_a_ttl_in_kv(settings: Settings, nc: NATS) -> 
 
 
 async def test_idempotency_store_round_trip(nc: NATS) -> None:
-    records = IdempotencyStore(await bucket(nc, "cache"))
+    records = IdempotencyStore(await bucket(nc, "cache"), owner="svc")
     task = Task(id="run-1/1.then.0/2", agent="svc", run_id="run-1", step="1.then.0")
     assert await records.get(task.id) is None
     reply = ok_reply(task, {"answer": 42}, duration_ms=3.5)
@@ -306,5 +306,5 @@ async def test_idempotency_store_round_trip(nc: NATS) -> None:
     assert again is not None
     assert again.cached
     assert (again.task_id, again.output, again.duration_ms) == (task.id, {"answer": 42}, 3.5)
-    assert records.key(task.id).startswith("task.")
+    assert records.key(task.id).startswith("svc.task.")
     assert records.key(task.id) in await (await bucket(nc, "cache")).keys()

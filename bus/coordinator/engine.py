@@ -8,8 +8,7 @@ reply or a redelivered event for the run shows up.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -45,21 +44,42 @@ class RunLocks:
     __slots__ = ("_locks",)
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[anyio.Lock, int]] = {}
+        self._locks: dict[str, _RunLock] = {}
 
-    @asynccontextmanager
-    async def hold(self, run_id: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(run_id) or (anyio.Lock(), 0)
-        self._locks[run_id] = (lock, users + 1)
+    def hold(self, run_id: str) -> _RunLock:
+        """``async with locks.hold(run_id): ...``"""
+        lock = self._locks.get(run_id)
+        if lock is None:
+            lock = self._locks[run_id] = _RunLock(self._locks, run_id)
+        return lock
+
+
+class _RunLock:
+    __slots__ = ("_lock", "_owner", "_run_id", "_users")
+
+    def __init__(self, owner: dict[str, _RunLock], run_id: str) -> None:
+        # fast_acquire: no event-loop round trip when nobody else holds the run.
+        self._lock = anyio.Lock(fast_acquire=True)
+        self._owner = owner
+        self._run_id = run_id
+        self._users = 0
+
+    async def __aenter__(self) -> None:
+        self._users += 1
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[run_id]
-            if users == 1:
-                del self._locks[run_id]
-            else:
-                self._locks[run_id] = (lock, users - 1)
+            await self._lock.acquire()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        self._users -= 1
+        if not self._users:
+            del self._owner[self._run_id]
 
 
 class Engine:

@@ -133,7 +133,7 @@ class Coordinator:
                 on_change=self.index.update,
             )
             inbox = Inbox(engine, self.subjects, self.observer)
-            limiter = anyio.Semaphore(self.options.concurrency)
+            limiter = anyio.Semaphore(self.options.concurrency, fast_acquire=True)
             async with anyio.create_task_group() as work:
                 async with anyio.create_task_group() as loops:
                     await self._recover(engine, limiter)

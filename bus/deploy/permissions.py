@@ -17,7 +17,7 @@ Roles:
   replies and events with its durable consumers, owns ``bus_runs`` and ``bus_topologies``,
   publishes ``bus.run.>`` and ``bus.cancel.>``, serves ``bus.control.>``.
 - a client: publishes events, asks the coordinator to start or cancel runs, reads run state
-  and follows ``bus.run.>`` — nothing else.
+  (and the registered topologies) and follows ``bus.run.>`` — nothing else.
 - admin (``permissions=None``): everything inside the bus account, for operators.
 
 Every service gets a private inbox prefix ``_INBOX.<service>`` (``inbox_prefix``): with the
@@ -78,7 +78,9 @@ def agent_permissions(
         s.dlq(agent),
         "$JS.API.INFO",
         "$JS.API.STREAM.NAMES",
-        *_stream_info([tasks, s.replies_stream, s.dlq_stream]),
+        # Start-up opens every stream and bucket (creating none): info only.
+        *_stream_info([tasks, s.replies_stream, s.events_stream, s.dlq_stream]),
+        *_stream_info(_kv_stream(s.bucket(name)) for name in ALL_BUCKETS),
         # Only the create subject that names the filter: the server checks that the filter in
         # the request matches it, so no other agent's tasks can be selected.
         f"$JS.API.CONSUMER.CREATE.{tasks}.{agent}.{s.task(agent)}",
@@ -86,8 +88,6 @@ def agent_permissions(
         f"$JS.API.CONSUMER.MSG.NEXT.{tasks}.{agent}",
         *_acks(tasks, agent),
     ]
-    if event_consumers:
-        publish += _stream_info([s.events_stream])
     for consumer in event_consumers:
         check_agent_name(consumer)
         publish += [
@@ -158,12 +158,13 @@ def coordinator_permissions(subjects: Subjects | None = None) -> Permissions:
 def client_permissions(subjects: Subjects | None = None) -> Permissions:
     """Publish events, start and cancel runs, read and follow run state — nothing else."""
     s = subjects or Subjects()
-    runs = s.bucket("runs")
     publish = [
         f"{s.prefix}.event.>",
         s.control("start"),
         s.control("cancel"),
-        *_kv_read(runs, listing=True),
+        # Run records, and the registered topologies a run is started by name from.
+        *_kv_read(s.bucket("runs"), listing=True),
+        *_kv_read(s.bucket("topologies"), listing=True),
     ]
     subscribe = [f"{s.prefix}.run.>", f"{inbox_prefix(CLIENT)}.>"]
     return Permissions(publish=_unique(publish), subscribe=_unique(subscribe))

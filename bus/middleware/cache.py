@@ -3,10 +3,11 @@
 The key hashes the agent, its version, the handler and the canonical encoding of the input.
 A process-local LRU (with TTL) sits in front of KV ``bus_cache`` (per-key TTL). Single flight:
 concurrent identical calls in a process await one execution; across replicas the first one
-claims ``claim.<key>`` (KV create, with a TTL) and the others poll ``val.<key>`` for up to
-``policy.wait`` seconds before computing it themselves. Only ``ok`` replies are cached; a
-cached reply is returned with ``cached=True`` and the current task's identifiers. Each call
-leaves ``ctx.extra["cache"]`` = ``"hit"`` or ``"miss"`` for the metrics middleware.
+claims ``<agent>.claim.<key>`` (KV create, with a TTL) and the others poll
+``<agent>.val.<key>`` for up to ``policy.wait`` seconds before computing it themselves. Only
+``ok`` replies are cached; a cached reply is returned with ``cached=True`` and the current
+task's identifiers. Each call leaves ``ctx.extra["cache"]`` = ``"hit"`` or ``"miss"`` for the
+metrics middleware.
 
 ``IdempotencyStore`` (in ``idempotency``) keeps durable task replies in the same bucket.
 """
@@ -191,7 +192,7 @@ class DedupCache:
     async def _remote_get(self, key: str) -> _Stored | None:
         assert self._store is not None
         try:
-            entry = await self._store.get(f"val.{key}")
+            entry = await self._store.get(f"{self.agent}.val.{key}")
             if entry is None:
                 return None
             stored = codec.decode(entry.value, _Stored)
@@ -209,14 +210,16 @@ class DedupCache:
             return
         try:
             data = codec.encode(_Stored(self._wall(), output))
-            await self._store.put(f"val.{key}", data, ttl=kv_ttl(self.policy.ttl))
+            await self._store.put(f"{self.agent}.val.{key}", data, ttl=kv_ttl(self.policy.ttl))
         except Exception:  # too large, or the KV is down: the reply is still good
             log.warning("cache_store_failed", op="put", exc_info=True)
 
     async def _claim(self, key: str) -> bool:
         assert self._store is not None
         try:
-            await self._store.create(f"claim.{key}", CLAIMED, ttl=kv_ttl(self.policy.wait))
+            await self._store.create(
+                f"{self.agent}.claim.{key}", CLAIMED, ttl=kv_ttl(self.policy.wait)
+            )
         except KeyExistsError:
             return False
         except Exception:
@@ -226,7 +229,7 @@ class DedupCache:
     async def _unclaim(self, key: str) -> None:
         assert self._store is not None
         try:
-            await self._store.delete(f"claim.{key}")
+            await self._store.delete(f"{self.agent}.claim.{key}")
         except Exception:
             log.warning("cache_store_failed", op="unclaim", exc_info=True)
 
@@ -242,7 +245,7 @@ class DedupCache:
             if found is not None:
                 return found
             try:
-                if await self._store.get(f"claim.{key}") is None:
+                if await self._store.get(f"{self.agent}.claim.{key}") is None:
                     return await self._remote_get(key)
             except Exception:
                 log.warning("cache_store_failed", op="poll", exc_info=True)

@@ -27,19 +27,22 @@ class IdempotencyStore:
 
     Args:
         store: the ``bus_cache`` bucket.
+        owner: the agent whose records these are; keys start with ``<owner>.`` so NATS
+            permissions can keep each agent to its own.
         ttl: seconds a record lives (longer than any redelivery can arrive).
     """
 
-    __slots__ = ("_store", "ttl")
+    __slots__ = ("_store", "owner", "ttl")
 
-    def __init__(self, store: Bucket, ttl: float = DAY) -> None:
+    def __init__(self, store: Bucket, owner: str = "", ttl: float = DAY) -> None:
         self._store = store
+        self.owner = owner
         self.ttl = ttl
 
-    @staticmethod
-    def key(task_id: str) -> str:
+    def key(self, task_id: str) -> str:
         """The KV key of a task id's record."""
-        return f"task.{safe_key(task_id)}"
+        prefix = f"{self.owner}." if self.owner else ""
+        return f"{prefix}task.{safe_key(task_id)}"
 
     async def get(self, task_id: str) -> Reply | None:
         """The reply recorded for ``task_id`` (marked ``cached``), or ``None``."""

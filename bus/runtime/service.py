@@ -177,7 +177,7 @@ class AgentService:
                     consumer=PullConsumer(wire.nc, self._task_consumer()),
                     wire=wire,
                     subjects=self.subjects,
-                    idempotency=IdempotencyStore(buckets["cache"]),
+                    idempotency=IdempotencyStore(buckets["cache"], owner=name),
                     dead_letters=dead_letters,
                     cancels=self.cancels,
                     concurrency=self.concurrency,

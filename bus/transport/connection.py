@@ -69,6 +69,8 @@ async def connect(settings: Settings, *, name: str | None = None) -> NATS:
     }
     if settings.user:
         options["user"], options["password"] = settings.user, settings.password
+    if settings.inbox_prefix:
+        options["inbox_prefix"] = settings.inbox_prefix
     if settings.token:
         options["token"] = settings.token
     if settings.nkey_seed:

@@ -99,6 +99,9 @@ class PullConsumer:
     def _config(self) -> ConsumerConfig:
         subjects = list(self.spec.subjects)
         return ConsumerConfig(
+            # With a name the create request goes to CONSUMER.CREATE.<stream>.<name>.<filter>,
+            # a subject NATS permissions can pin to the agent's own tasks.
+            name=self.spec.durable,
             durable_name=self.spec.durable,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.spec.ack_wait,

@@ -65,12 +65,26 @@ def bucket_config(subjects: Subjects, name: str, replicas: int = 1) -> KeyValueC
         replicas=replicas,
         storage=StorageType.FILE,
         max_value_size=MAX_PAYLOAD,
+        # Direct gets: reads are served by any replica, and NATS permissions can pin them to
+        # a key prefix ($JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.<agent>.>), which is how an
+        # agent is kept to its own cache, breaker and limiter keys.
+        direct=True,
     )
 
 
 async def ensure_streams(js: JetStreamContext, subjects: Subjects, replicas: int = 1) -> None:
-    """Create or update every stream (safe to call from every process at start-up)."""
+    """Create every missing stream (safe to call from every process at start-up).
+
+    Existing streams are left as they are: an agent with least-privilege credentials may read
+    stream info but not create or change streams (the coordinator or an operator does).
+    """
     for config in stream_configs(subjects, replicas):
+        assert config.name is not None
+        try:
+            await js.stream_info(config.name)
+            continue
+        except nats.js.errors.NotFoundError:
+            pass
         try:
             await js.add_stream(config)
         except nats.js.errors.BadRequestError:
