@@ -270,6 +270,7 @@ async def test_client_publishes_events_starts_runs_and_reads_state_only(
     await client.publish_refused(S.run("run-7", "failed"), b"")
     await client.publish_refused(S.cancel("run-7"), b"")
     await client.publish_refused("$KV.bus_runs.run-7", b"forged")
+    await client.publish_refused("$KV.bus_topologies.v.review.x", b"forged")
     await client.publish_refused(f"$JS.API.STREAM.DELETE.{S.events_stream}")
     await client.publish_refused(f"$JS.API.STREAM.CREATE.{S.tasks_stream}")
     await client.subscribe_refused(f"{S.prefix}.task.>")
@@ -314,17 +315,12 @@ async def test_bus_connect_reads_the_rendered_settings_file(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending runtime alignment: Settings.inbox_prefix passed to connect(); "
-    "PullConsumer creating with name= (filtered CONSUMER.CREATE); agents and clients "
-    "not creating streams; agent-prefixed cache/idempotency keys; direct gets on buckets",
-)
 async def test_a_workflow_completes_with_every_process_on_its_own_credential(
     tmp_path: Path,
 ) -> None:
     from workflow_agents import inc
 
+    from bus.client import publish_event
     from bus.coordinator import Coordinator, workflow_client
     from bus.testing import running_agent
     from bus.workflow import Step, Topology
@@ -351,5 +347,9 @@ async def test_a_workflow_completes_with_every_process_on_its_own_credential(
             ):
                 run_id = await wf.start_run("secured", {"n": 0})
                 record = await wf.wait_run(run_id, timeout=15)
+                duplicate = await publish_event(
+                    settings("client"), "code.pushed", {"path": "."}, event_id="e-1"
+                )
         assert record.state == "completed"
         assert record.output == {"n": 2}
+        assert duplicate is False

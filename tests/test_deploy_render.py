@@ -58,6 +58,7 @@ def test_only_the_coordinator_dispatches_and_a_client_only_publishes_events() ->
         "bus.control.start",
         "bus.control.cancel",
     ]
+    assert not any(s.startswith("$KV.") for s in client.publish)  # reads only
     assert client.subscribe == ("bus.run.>", "_INBOX.client.>")
     assert not client.allow_responses
 

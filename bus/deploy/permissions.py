@@ -162,6 +162,8 @@ def client_permissions(subjects: Subjects | None = None) -> Permissions:
         f"{s.prefix}.event.>",
         s.control("start"),
         s.control("cancel"),
+        "$JS.API.INFO",
+        *_stream_info([s.tasks_stream, s.replies_stream, s.events_stream, s.dlq_stream]),
         # Run records, and the registered topologies a run is started by name from.
         *_kv_read(s.bucket("runs"), listing=True),
         *_kv_read(s.bucket("topologies"), listing=True),
