@@ -69,11 +69,11 @@ def _keep(task: asyncio.Task[None]) -> None:
 async def raw_setup(js: Any, p: str) -> None:
     from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
 
-    for kind in ("task", "reply"):
+    for kind, stream in (("task", "tasks"), ("reply", "replies")):
         with contextlib.suppress(Exception):
             await js.add_stream(
                 StreamConfig(
-                    name=f"{p}_{kind}s".upper(),
+                    name=f"{p}_{stream}".upper(),
                     subjects=[f"{p}.{kind}.>"],
                     retention=RetentionPolicy.WORK_QUEUE,
                     storage=StorageType.FILE,

@@ -177,15 +177,16 @@ class WorkflowClient:
         async def on_message(msg: Inbound) -> None:
             kind = msg.subject.rsplit(".", 1)[-1]
             try:
-                notice: Notice = (
-                    codec.decode(msg.data, StepNotice)
+                notices: list[Notice] = (
+                    list(codec.decode(msg.data, list[StepNotice]))
                     if kind == STEP
-                    else codec.decode(msg.data, RunRecord)
+                    else [codec.decode(msg.data, RunRecord)]
                 )
             except PermanentError:
                 return
-            with contextlib.suppress(anyio.WouldBlock):
-                send.send_nowait(notice)
+            for notice in notices:
+                with contextlib.suppress(anyio.WouldBlock):
+                    send.send_nowait(notice)
 
         subject = self.subjects.run(run_id or "*", ">")
         sub = await self.wire.subscribe(subject, on_message)

@@ -61,9 +61,11 @@ class Dispatcher:
         await self._notice(self._subjects.run(record.run_id, record.state), codec.encode(record))
 
     async def step_notices(self, notices: Sequence[StepNotice]) -> None:
-        """Announce step state changes on ``bus.run.<run_id>.step``."""
-        for notice in notices:
-            await self._notice(self._subjects.run(notice.run_id, STEP), codec.encode(notice))
+        """Announce the step state changes of one change to a run, as one list, on
+        ``bus.run.<run_id>.step``."""
+        if notices:
+            subject = self._subjects.run(notices[0].run_id, STEP)
+            await self._notice(subject, codec.encode(list(notices)))
 
     async def cancel(self, run_id: str) -> None:
         """Tell agents to cancel the handlers they run for ``run_id``."""

@@ -1,6 +1,7 @@
 """What watchers hear on ``bus.run.<run_id>.<state>`` and ``bus.run.<run_id>.step``.
 
-A run's state change carries the whole ``RunRecord`` (MessagePack); a step's state change a
+A run's state change carries the whole ``RunRecord`` (MessagePack); the step state changes
+one change to a run made (a step succeeded, the next one was dispatched) come as one list of
 small ``StepNotice``. Core NATS drops messages for slow or absent watchers, so a watcher
 treats notices as hints and the KV record as the truth.
 """

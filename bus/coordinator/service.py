@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
 
 import anyio
 import msgspec
@@ -25,6 +27,7 @@ from bus.coordinator.dispatch import Dispatcher
 from bus.coordinator.engine import Engine
 from bus.coordinator.inbox import Inbox
 from bus.coordinator.observer import CoordinatorObserver, NoObserver
+from bus.coordinator.pool import Job, WorkerPool
 from bus.coordinator.registry import TopologyRegistry
 from bus.coordinator.store import RunStore
 from bus.coordinator.timers import DeadlineIndex, run_timer
@@ -36,6 +39,7 @@ from bus.transport.consumer import ConsumerSpec, Delivery, PullConsumer
 from bus.transport.jetstream import ensure_all
 from bus.transport.wire import Inbound, Wire
 from bus.workflow.loader import load_directory
+from bus.workflow.records import RunRecord
 
 log = structlog.get_logger("bus.coordinator")
 
@@ -45,7 +49,7 @@ class CoordinatorOptions(msgspec.Struct, frozen=True, kw_only=True):
 
     Attributes:
         topologies: a directory whose topology files are registered at start-up.
-        concurrency: messages (replies, events, requests) handled at once.
+        concurrency: messages (replies, events, requests, timer ticks) handled at once.
         batch: most messages fetched per pull request.
         ack_wait: seconds before a reply or event held by a dead replica is redelivered.
         fetch_wait: seconds one pull request waits for messages.
@@ -133,18 +137,22 @@ class Coordinator:
                 on_change=self.index.update,
             )
             inbox = Inbox(engine, self.subjects, self.observer)
-            limiter = anyio.Semaphore(self.options.concurrency, fast_acquire=True)
+            pool = WorkerPool(self.options.concurrency)
             async with anyio.create_task_group() as work:
+                await work.start(pool.run)
                 async with anyio.create_task_group() as loops:
-                    await self._recover(engine, limiter)
-                    await self._start_loops(loops, work, wire, engine, inbox, limiter)
+                    subs = await self._start_loops(loops, wire, engine, inbox, pool)
+                    recovered = await self._recover(engine, pool)
                     self._consuming = True
                     task_status.started()
-                    log.info("coordinator serving", recovered=len(self.index))
+                    log.info("coordinator serving", recovered=recovered)
                     await self._stop.wait()
                     self._consuming = False
+                    for sub in subs:
+                        await sub.unsubscribe()
                     loops.cancel_scope.cancel()
                 log.info("coordinator stopping: finishing in-flight messages")
+                pool.close()
                 work.cancel_scope.deadline = anyio.current_time() + self.options.drain_timeout
         finally:
             with anyio.CancelScope(shield=True):
@@ -152,91 +160,69 @@ class Coordinator:
                 self._stopped.set()
                 log.info("coordinator stopped")
 
-    async def _recover(self, engine: Engine, limiter: anyio.Semaphore) -> None:
+    async def _recover(self, engine: Engine, pool: WorkerPool) -> int:
         """Resume every open run: publish its current tasks again (deduplicated)."""
-        async with anyio.create_task_group() as tg:
-            async for stored in engine.store.scan():
-                if stored.record.terminal:
-                    continue
-                await limiter.acquire()
-                tg.start_soon(_release_after, limiter, engine.recover(stored.record))
+
+        async def recover(record: RunRecord) -> None:
+            try:
+                await engine.recover(record)
+            except BusError as exc:
+                log.warning("run not resumed yet", run_id=record.run_id, error=str(exc))
+                self.index.retry_later(record.run_id, self._clock() + 1.0)
+
+        count = 0
+        async for stored in engine.store.scan():
+            if not stored.record.terminal:
+                count += 1
+                await pool.submit(recover, stored.record)
+        return count
 
     async def _start_loops(
-        self,
-        loops: TaskGroup,
-        work: TaskGroup,
-        wire: Wire,
-        engine: Engine,
-        inbox: Inbox,
-        limiter: anyio.Semaphore,
-    ) -> None:
+        self, loops: TaskGroup, wire: Wire, engine: Engine, inbox: Inbox, pool: WorkerPool
+    ) -> list[Any]:
         p, opts = self.subjects.prefix, self.options
-        replies = PullConsumer(
-            wire.nc,
-            ConsumerSpec(
-                stream=self.subjects.replies_stream,
-                durable=self.subjects.coordinator_consumer,
-                subjects=(f"{p}.reply.>",),
-                ack_wait=opts.ack_wait,
+        consumers = (
+            (
+                self.subjects.replies_stream,
+                self.subjects.coordinator_consumer,
+                "reply",
+                inbox.on_reply,
             ),
+            (self.subjects.events_stream, self.subjects.events_consumer, "event", inbox.on_event),
         )
-        events = PullConsumer(
-            wire.nc,
-            ConsumerSpec(
-                stream=self.subjects.events_stream,
-                durable=self.subjects.events_consumer,
-                subjects=(f"{p}.event.>",),
-                ack_wait=opts.ack_wait,
-            ),
-        )
-        for consumer, handler in ((replies, inbox.on_reply), (events, inbox.on_event)):
+        for stream, durable, kind, handler in consumers:
+            spec = ConsumerSpec(
+                stream=stream, durable=durable, subjects=(f"{p}.{kind}.>",), ack_wait=opts.ack_wait
+            )
+            consumer = PullConsumer(wire.nc, spec)
             await consumer.ensure()
-            loops.start_soon(self._consume, consumer, handler, work, limiter)
+            loops.start_soon(self._consume, consumer, partial(_guarded, handler), pool)
 
-        def spawn(
+        def via_pool(
             handler: Callable[[Inbound], Awaitable[None]],
         ) -> Callable[[Inbound], Awaitable[None]]:
             async def on_message(msg: Inbound) -> None:
-                await limiter.acquire()
-                work.start_soon(_release_after, limiter, handler(msg))
+                await pool.submit(handler, msg)
 
             return on_message
 
-        await wire.subscribe(self.subjects.control("start"), spawn(inbox.on_start), queue=QUEUE)
-        await wire.subscribe(self.subjects.control("cancel"), spawn(inbox.on_cancel), queue=QUEUE)
+        subs = [
+            await wire.subscribe(self.subjects.control(verb), via_pool(handler), queue=QUEUE)
+            for verb, handler in (("start", inbox.on_start), ("cancel", inbox.on_cancel))
+        ]
         await wire.flush()
         loops.start_soon(
-            lambda: run_timer(
-                self.index, engine.tick, clock=self._clock, work=work, limiter=limiter
-            )
+            lambda: run_timer(self.index, engine.tick, clock=self._clock, submit=pool.submit)
         )
         loops.start_soon(self._rescan, engine)
         loops.start_soon(engine.registry.follow)
+        return subs
 
-    async def _consume(
-        self,
-        consumer: PullConsumer,
-        handler: Callable[[Delivery], Awaitable[None]],
-        work: TaskGroup,
-        limiter: anyio.Semaphore,
-    ) -> None:
-        """Fetch as many messages as there are free slots; each is handled in ``work``."""
+    async def _consume(self, consumer: PullConsumer, job: Job, pool: WorkerPool) -> None:
+        """Fetch and hand each message to a free worker (fetching waits while none is)."""
         while True:
-            await limiter.acquire()
-            held = 1
-            while held < self.options.batch and limiter.value > 0:
-                limiter.acquire_nowait()
-                held += 1
-            try:
-                deliveries = await consumer.fetch(held, self.options.fetch_wait)
-            except BaseException:
-                for _ in range(held):
-                    limiter.release()
-                raise
-            for _ in range(held - len(deliveries)):
-                limiter.release()
-            for delivery in deliveries:
-                work.start_soon(_release_after, limiter, _guarded(handler, delivery))
+            for delivery in await consumer.fetch(self.options.batch, self.options.fetch_wait):
+                await pool.submit(job, delivery)
 
     async def _rescan(self, engine: Engine) -> None:
         while True:
@@ -247,13 +233,6 @@ class Coordinator:
                         self.index.offer(stored.record)
             except BusError as exc:
                 log.warning("rescan of runs failed", error=str(exc))
-
-
-async def _release_after(limiter: anyio.Semaphore, work: Awaitable[None]) -> None:
-    try:
-        await work
-    finally:
-        limiter.release()
 
 
 async def _guarded(handler: Callable[[Delivery], Awaitable[None]], delivery: Delivery) -> None:

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 import structlog
-from anyio.abc import TaskGroup
 
 from bus.errors import BusError
 from bus.workflow.interpreter import next_deadline
@@ -92,24 +91,25 @@ async def run_timer(
     tick: Callable[[str], Awaitable[object]],
     *,
     clock: Callable[[], float],
-    work: TaskGroup,
-    limiter: anyio.Semaphore,
+    submit: Callable[[Callable[[str], Awaitable[None]], str], Awaitable[None]],
     max_sleep: float = 1.0,
 ) -> None:
-    """Tick every run whose deadline passed, forever (cancel the caller's scope to stop)."""
+    """Tick every run whose deadline passed, forever (cancel the caller's scope to stop).
+
+    ``submit(job, run_id)`` runs a tick elsewhere (the coordinator's worker pool).
+    """
 
     async def tick_one(run_id: str) -> None:
-        async with limiter:
-            try:
-                await tick(run_id)
-            except BusError as exc:
-                log.warning("timer tick failed, will retry", run_id=run_id, error=str(exc))
-                index.retry_later(run_id, clock() + RETRY_AFTER_ERROR)
+        try:
+            await tick(run_id)
+        except BusError as exc:
+            log.warning("timer tick failed, will retry", run_id=run_id, error=str(exc))
+            index.retry_later(run_id, clock() + RETRY_AFTER_ERROR)
 
     while True:
         now = clock()
         for run_id in index.pop_due(now):
-            work.start_soon(tick_one, run_id)
+            await submit(tick_one, run_id)
         nxt = index.next_at()
         delay = max_sleep if nxt is None else min(max(nxt - clock(), 0.0), max_sleep)
         await index.wait(delay)
