@@ -56,7 +56,7 @@ def effect_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @asynccontextmanager
 async def coordinated(settings: Settings, tally: Tally) -> AsyncIterator[WorkflowClient]:
     """A coordinator in this process and a client (task groups cannot span a fixture)."""
-    coordinator = Coordinator(settings, CoordinatorOptions(rescan_interval=0.5), observer=tally)
+    coordinator = Coordinator(settings, CoordinatorOptions(rescan_interval=0.3), observer=tally)
     async with coordinator.running(), workflow_client(settings) as wf:
         yield wf
 
@@ -182,3 +182,21 @@ async def test_wait_run_reports_step_progress(
     assert record.output == {"n": 2}
     assert ("1", "succeeded") in seen
     assert seen[-1] == ("run", "completed")
+
+
+async def test_deadlines_of_runs_another_replica_wrote_are_enforced(
+    settings: Settings, nc: NATS, tally: Tally
+) -> None:
+    """The replica that started the run died; this one learns of it only by rescanning."""
+    import time
+
+    doomed = Topology.build("doomed", [Step("nobody", timeout=0.5)])
+    buckets = await ensure_all(nc, Subjects())
+    async with coordinated(settings, tally) as client:
+        await client.registry.register(doomed)
+        record, _tasks = start_run(doomed, run_id="elsewhere", input=1, now=time.time())
+        await buckets["runs"].create(record.run_id, codec.encode(record))
+        done = await client.wait_run("elsewhere", timeout=10)
+    assert done.state == "failed"
+    assert done.error is not None
+    assert done.error.kind == "timeout"

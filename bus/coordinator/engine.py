@@ -245,12 +245,18 @@ class Engine:
         if tasks:
             await self._dispatcher.send(tasks)
         now = self._clock()
-        await self._dispatcher.step_notices(step_changes(before, after, now))
-        if run_changed(before, after):
+        steps = step_changes(before, after, now)
+        if not run_changed(before, after):
+            await self._dispatcher.step_notices(steps)
+            return
+        # Watchers read "run running" before its first step, "run <end>" after its last.
+        if not after.terminal:
             await self._dispatcher.run_notice(after)
-            seconds = (after.finished_at or now) - after.created_at if after.terminal else None
-            self._observer.run_changed(after.topology, after.state, seconds)
-            if after.terminal:
-                log.info("run finished", run_id=after.run_id, state=after.state, seconds=seconds)
-            if after.state == "cancelled":
-                await self._dispatcher.cancel(after.run_id)
+        await self._dispatcher.step_notices(steps)
+        seconds = (after.finished_at or now) - after.created_at if after.terminal else None
+        self._observer.run_changed(after.topology, after.state, seconds)
+        if after.terminal:
+            await self._dispatcher.run_notice(after)
+            log.info("run finished", run_id=after.run_id, state=after.state, seconds=seconds)
+        if after.state == "cancelled":
+            await self._dispatcher.cancel(after.run_id)

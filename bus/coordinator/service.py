@@ -63,7 +63,7 @@ class CoordinatorOptions(msgspec.Struct, frozen=True, kw_only=True):
     batch: int = 64
     ack_wait: float = 10.0
     fetch_wait: float = 1.0
-    rescan_interval: float = 5.0
+    rescan_interval: float = 10.0
     drain_timeout: float = 10.0
 
 
@@ -171,10 +171,9 @@ class Coordinator:
                 self.index.retry_later(record.run_id, self._clock() + 1.0)
 
         count = 0
-        async for stored in engine.store.scan():
-            if not stored.record.terminal:
-                count += 1
-                await pool.submit(recover, stored.record)
+        async for stored in engine.store.scan(open_only=True):
+            count += 1
+            await pool.submit(recover, stored.record)
         return count
 
     async def _start_loops(
@@ -228,9 +227,8 @@ class Coordinator:
         while True:
             await anyio.sleep(self.options.rescan_interval)
             try:
-                async for stored in engine.store.scan():
-                    if not stored.record.terminal:
-                        self.index.offer(stored.record)
+                async for stored in engine.store.scan(open_only=True):
+                    self.index.offer(stored.record)
             except BusError as exc:
                 log.warning("rescan of runs failed", error=str(exc))
 

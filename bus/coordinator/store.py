@@ -35,6 +35,10 @@ CACHE_SIZE = 20_000
 __all__ = ["Changed", "KeyExistsError", "RunStore", "Stored"]
 
 
+class _Head(msgspec.Struct):
+    state: str = ""
+
+
 class Stored(msgspec.Struct, frozen=True):
     """A run record and the KV revision it was read or written at."""
 
@@ -144,10 +148,16 @@ class RunStore:
             return Changed(current.record, stored, result)
         raise TransientError(f"run {run_id} kept changing under us; try again")
 
-    async def scan(self) -> AsyncIterator[Stored]:
-        """Every run record in the bucket (unreadable ones are logged and skipped)."""
+    async def scan(self, *, open_only: bool = False) -> AsyncIterator[Stored]:
+        """Every run record in the bucket (unreadable ones are logged and skipped).
+
+        With ``open_only``, finished runs are skipped after decoding only their state, so a
+        bucket full of history costs little to scan.
+        """
         async for key, value, revision in kv_values(self._wire, self._bucket.name):
             try:
+                if open_only and codec.decode(value, _Head).state in RUN_TERMINAL:
+                    continue
                 yield Stored(codec.decode(value, RunRecord), revision)
             except InvalidInputError as exc:
                 log.warning("unreadable run record skipped", run_id=key, error=str(exc))
