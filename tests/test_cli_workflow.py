@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import anyio
 import pytest
 
 from bus.coordinator import UnknownRunError, workflow_client
-from bus.server import free_port
+from bus.server import NatsServer, free_port
 from bus.settings import Settings
 from bus.testing import nats_server, settings_for, spawn_bus
 from bus.transport.connection import connect
@@ -212,3 +213,52 @@ async def test_dlq_list_and_replay(url: str) -> None:
 
 def settings_for_url(url: str) -> Settings:
     return Settings(servers=(url,), explicit=True)
+
+
+async def test_any_nats_client_can_start_a_run_with_json(url: str, files: Path) -> None:
+    assert bus("run", str(files / "seq.yaml"), url=url).returncode == 0  # registers "seq"
+    nc = await connect(settings_for_url(url))
+    try:
+        msg = await nc.request(
+            "bus.control.start",
+            json.dumps({"topology": "seq", "input": {"n": 1}, "run_id": "json-1"}).encode(),
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+        missing = await nc.request(
+            "bus.control.start",
+            b'{"topology": "ghost"}',
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+    finally:
+        await nc.close()
+    assert json.loads(msg.data) == {"run_id": "json-1", "state": "running", "created": True}
+    assert json.loads(missing.data)["kind"] == "not_found"
+    async with workflow_client(settings_for_url(url)) as wf:
+        assert (await wf.wait_run("json-1", timeout=10)).output == {"n": 3}
+
+
+async def _coordinator_answers(settings: Settings) -> None:
+    async with workflow_client(settings) as wf:
+        with anyio.fail_after(20):
+            while True:
+                try:
+                    await wf.cancel_run("ping")
+                except UnknownRunError:
+                    return
+                except Exception:
+                    await anyio.sleep(0.05)
+
+
+def test_sigterm_stops_the_coordinator_cleanly(server: NatsServer) -> None:
+    settings = settings_for(server)
+    proc = spawn_bus(["coordinator"], settings, env={"BUS_LOG_LEVEL": "info"})
+    try:
+        anyio.run(_coordinator_answers, settings)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert "coordinator stopped" in Path(proc.log_path).read_text()  # type: ignore[attr-defined]
+    finally:
+        if proc.poll() is None:
+            proc.kill()

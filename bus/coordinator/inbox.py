@@ -28,6 +28,7 @@ from bus.workflow.states import RejectedTransitionError
 log = structlog.get_logger("bus.coordinator")
 
 NAK_DELAY = 0.5
+UNKNOWN_RUN_TRIES = 3
 
 
 class Inbox:
@@ -58,7 +59,13 @@ class Inbox:
             return
         try:
             await self._engine.reply(run_id, reply, sender=agent)
-        except (RejectedTransitionError, UnknownRunError) as exc:
+        except UnknownRunError as exc:
+            if delivery.delivered < UNKNOWN_RUN_TRIES:
+                # A replica's direct get may lag the write that created the run: look again.
+                await delivery.nak(NAK_DELAY)
+                return
+            self._reject(exc.reason, run_id, agent, str(exc), task_id=reply.task_id)
+        except RejectedTransitionError as exc:
             self._reject(exc.reason, run_id, agent, str(exc), task_id=reply.task_id)
         except UnknownTopologyError as exc:
             self._reject("unknown_topology", run_id, agent, str(exc), task_id=reply.task_id)
