@@ -50,8 +50,6 @@ async def raw_responder(url: str, subject: str) -> None:
     await asyncio.Event().wait()
 
 
-
-
 full = Agent(
     "bench-full",
     version="1",

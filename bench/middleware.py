@@ -43,12 +43,19 @@ def main() -> None:
             [sys.executable, str(HERE / "bench_agents.py"), server.url, "bench.bare", "bare"],
         )
         agents = [
-            spawn_bus(["agent", "run", f"bench_agents:{ref}", "--direct-only"], settings,
-                      cwd=str(HERE), env={"BUS_LOG_LEVEL": "warning"})
+            spawn_bus(
+                ["agent", "run", f"bench_agents:{ref}", "--direct-only"],
+                settings,
+                cwd=str(HERE),
+                env={"BUS_LOG_LEVEL": "warning"},
+            )
             for ref in ("echo", "full")
         ]
-        subjects = {"bare": "bench.bare", "default": "bus.agent.bench-echo",
-                    "full": "bus.agent.bench-full"}
+        subjects = {
+            "bare": "bench.bare",
+            "default": "bus.agent.bench-echo",
+            "full": "bus.agent.bench-full",
+        }
         try:
             for subject in subjects.values():
                 asyncio.run(wait_for_responder(server.url, subject))

@@ -122,7 +122,10 @@ def render_config(options: ServerOptions, port: int, monitor_port: int, store_di
             lines.append("  verify: true")
         lines.append("}")
     if options.include:
-        lines.append(f"include {json.dumps(str(Path(options.include).resolve()))}")
+        # nats-server resolves an include against the config file's directory, even an
+        # absolute path, so write it relative to where the config file lives (store_dir).
+        relative = os.path.relpath(Path(options.include).resolve(), Path(store_dir).resolve())
+        lines.append(f"include {json.dumps(relative)}")
     if options.extra_config:
         lines.append(options.extra_config)
     return "\n".join(lines) + "\n"

@@ -132,3 +132,18 @@ def test_bus_server_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 
 def test_bus_server_refuses_a_taken_port(server: NatsServer) -> None:
     one_line_error(bus("server", "--port", str(server.port)), "in use")
+
+
+def test_bus_server_includes_an_extra_config(tmp_path: Path) -> None:
+    from bus.server import NatsServer, ServerOptions
+
+    extra = tmp_path / "extra" / "limits.conf"
+    extra.parent.mkdir()
+    extra.write_text("max_connections: 77\n")
+    with NatsServer(ServerOptions(store_dir=str(tmp_path / "store"), include=str(extra))) as srv:
+        import json
+        import urllib.request
+
+        url = f"http://127.0.0.1:{srv.monitor_port}/varz"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert json.load(response)["max_connections"] == 77
