@@ -149,8 +149,9 @@ def _register_agent(sub: argparse._SubParsersAction[Any]) -> None:
 def cmd_agent_run(args: argparse.Namespace) -> int:
     import os
 
+    from bus.loading import load_agent
     from bus.runtime.options import ServeOptions
-    from bus.runtime.process import load_agent, run_agent, run_replicas
+    from bus.runtime.process import run_agent, run_replicas
 
     if args.replicas < 1:
         raise ConfigError("--replicas must be at least 1")

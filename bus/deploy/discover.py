@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from bus.agent import Agent
 from bus.deploy.permissions import event_consumer
 from bus.errors import ConfigError
+from bus.loading import agents_in_directory
 
 TOPOLOGY_SUFFIXES = (".yaml", ".yml", ".toml")
 
@@ -32,28 +30,10 @@ def agents_in_dir(directory: str | Path) -> dict[str, list[str]]:
         ConfigError: the directory is missing, a module fails to import, or two modules
             define different agents with one name.
     """
-    root = Path(directory).resolve()
-    if not root.is_dir():
-        raise ConfigError(f"{directory}: not a directory")
-    parent = str(root.parent)
-    if parent not in sys.path:
-        sys.path.insert(0, parent)
-    importlib.invalidate_caches()
-    found: dict[str, list[str]] = {}
-    for path in sorted(root.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
-        module_name = f"{root.name}.{path.stem}"
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:
-            raise ConfigError(f"cannot import {module_name}: {exc}") from None
-        for agent in _agents_of(module):
-            consumers = [event_consumer(agent.name, h) for h in agent.event_handlers]
-            if found.get(agent.name, consumers) != consumers:
-                raise ConfigError(f"two agents are named {agent.name!r} in {directory}")
-            found[agent.name] = consumers
-    return found
+    return {
+        m.agent.name: [event_consumer(m.agent.name, h) for h in m.agent.event_handlers]
+        for m in agents_in_directory(directory)
+    }
 
 
 def agents_in_topologies(directory: str | Path) -> set[str]:
@@ -76,14 +56,6 @@ def agents_in_topologies(directory: str | Path) -> set[str]:
             raise ConfigError(f"{path}: cannot read topology: {exc}") from None
         names.update(_named_agents(data))
     return names
-
-
-def _agents_of(module: object) -> Iterator[Agent]:
-    seen: set[int] = set()
-    for value in vars(module).values():
-        if isinstance(value, Agent) and id(value) not in seen:
-            seen.add(id(value))
-            yield value
 
 
 def _named_agents(node: Any) -> Iterator[str]:

@@ -10,9 +10,9 @@ from pathlib import Path
 import anyio
 
 from bus.client import connected, discover_agents
-from bus.dev.discover import agent_references
 from bus.dev.processes import ProcessGroup
 from bus.errors import ConfigError, NoAgentError, TransientError
+from bus.loading import agents_in_directory
 from bus.server import NatsServer, ServerOptions, free_port
 from bus.settings import Settings
 from bus.subjects import Subjects
@@ -51,7 +51,9 @@ class DevBus:
         self.port = port
         self.metrics_base = metrics_base
         self.server: NatsServer | None = None
-        self.agents = agent_references(self.project)
+        self.agents = [
+            (m.agent.name, m.reference) for m in agents_in_directory(self.project / "agents")
+        ]
         self.group: ProcessGroup | None = None
 
     def start(self) -> Settings:

@@ -1,9 +1,7 @@
-"""Run agents as processes: load ``module:attr``, serve it, handle signals, spawn replicas."""
+"""Run agents as processes: serve one until signalled, or spawn replicas."""
 
 from __future__ import annotations
 
-import importlib
-import os
 import signal
 import subprocess
 import sys
@@ -11,36 +9,10 @@ from collections.abc import Sequence
 
 import anyio
 
-from bus.agent import Agent
-from bus.errors import ConfigError
+from bus.loading import load_agent
 from bus.runtime.options import ServeOptions
 from bus.runtime.service import AgentService
 from bus.settings import Settings
-
-
-def load_agent(reference: str) -> Agent:
-    """Import ``module:attr`` (from the working directory, as uvicorn does) and check it.
-
-    Raises:
-        ConfigError: the reference is malformed, the module or attribute is missing, or the
-            object is not an ``Agent``.
-    """
-    module_name, _, attr = reference.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"expected MODULE:ATTR like 'agents.planner:agent', got {reference!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"cannot import {module_name!r}: {exc}") from None
-    try:
-        obj = getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if not isinstance(obj, Agent):
-        raise ConfigError(f"{reference} is a {type(obj).__name__}, not a bus.Agent")
-    return obj
 
 
 async def serve_until_signalled(service: AgentService) -> None:
