@@ -262,3 +262,26 @@ def test_sigterm_stops_the_coordinator_cleanly(server: NatsServer) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_live_view_redraws_in_place_on_a_terminal() -> None:
+    import io
+
+    from bus.cli.progress import ProgressView
+    from bus.coordinator.notices import step_changes
+    from bus.messages import Reply
+    from bus.workflow import Step, Topology, apply_reply, start_run
+
+    topology = Topology.build("t", [Step("a"), Step("b")])
+    record, _ = start_run(topology, run_id="r", input=1, now=1.0)
+    after, _ = apply_reply(topology, record, Reply("r/0/1", "ok", output=2), sender="a", now=2.0)
+    out = io.StringIO()
+    view = ProgressView(out, redraw=True)
+    view.update(record)
+    for notice in step_changes(record, after, 2.0):
+        view.update(notice)
+    screen = out.getvalue()
+    assert screen.count("\x1b[3F") == 2  # header + two steps, redrawn after each notice
+    last = screen.rsplit("\x1b[3F", 1)[1]
+    assert "✔ 0" in last
+    assert "▶ 1" in last
