@@ -43,6 +43,8 @@ from bus.workflow.records import RunRecord
 
 log = structlog.get_logger("bus.coordinator")
 
+RECOVERY_TRIES = 5
+
 
 class CoordinatorOptions(msgspec.Struct, frozen=True, kw_only=True):
     """How one coordinator replica works.
@@ -164,11 +166,16 @@ class Coordinator:
         """Resume every open run: publish its current tasks again (deduplicated)."""
 
         async def recover(record: RunRecord) -> None:
-            try:
-                await engine.recover(record)
-            except BusError as exc:
-                log.warning("run not resumed yet", run_id=record.run_id, error=str(exc))
-                self.index.retry_later(record.run_id, self._clock() + 1.0)
+            for attempt in range(RECOVERY_TRIES):
+                try:
+                    await engine.recover(record)
+                    return
+                except BusError as exc:
+                    log.warning("run not resumed yet", run_id=record.run_id, error=str(exc))
+                    await anyio.sleep(attempt + 1)
+                except Exception:
+                    log.exception("run not resumed", run_id=record.run_id)
+                    return
 
         count = 0
         async for stored in engine.store.scan(open_only=True):

@@ -105,6 +105,9 @@ async def run_timer(
         except BusError as exc:
             log.warning("timer tick failed, will retry", run_id=run_id, error=str(exc))
             index.retry_later(run_id, clock() + RETRY_AFTER_ERROR)
+        except Exception:
+            log.exception("timer tick crashed, will retry", run_id=run_id)
+            index.retry_later(run_id, clock() + RETRY_AFTER_ERROR)
 
     while True:
         now = clock()
