@@ -127,9 +127,10 @@ async def discover_agents(settings: Settings, *, wait: float = 0.5) -> list[Agen
 def _summarize(name: str, members: list[tuple[dict[str, Any], dict[str, Any]]]) -> AgentSummary:
     info = members[0][0]
     endpoint_stats = [e for _, s in members for e in s.get("endpoints", [])]
-    requests = sum(int(e.get("num_requests", 0)) for e in endpoint_stats)
-    errors = sum(int(e.get("num_errors", 0)) for e in endpoint_stats)
     data = [e.get("data") or {} for e in endpoint_stats]
+    # The runtime's own counts cover direct, durable and event calls; micro's cover direct only.
+    requests = sum(int(d.get("calls", 0)) for d in data)
+    errors = sum(int(d.get("errors", 0)) for d in data)
     breakers = {d["breaker"].get("state", "") for d in data if isinstance(d.get("breaker"), dict)}
     return AgentSummary(
         name=name,

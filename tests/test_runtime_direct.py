@@ -105,3 +105,17 @@ async def test_discovery_counts_instances_and_carries_schemas(settings: Settings
     assert default["subject"] == "bus.agent.echo"
     schema = msgspec.json.decode(default["metadata"]["input_schema"])
     assert "Greeting" in str(schema)
+
+
+async def test_discovery_counts_direct_and_durable_calls(settings: Settings, nc: NATS) -> None:
+    from bus.messages import Task
+
+    async with running_agent(echo, settings):
+        await request_agent(settings, "echo", {"name": "direct"})
+        await request_agent(settings, "echo", {"name": 1})  # invalid input: an error
+        task = Task(id="d1/0/1", run_id="d1", step="0", agent="echo", input={"name": "durable"})
+        await nc.jetstream().publish("bus.task.echo", codec.encode(task))
+        sub = await nc.jetstream().pull_subscribe("bus.reply.echo.>", stream="BUS_REPLIES")
+        await sub.fetch(1, timeout=10)
+        (summary,) = [a for a in await discover_agents(settings, wait=0.3) if a.name == "echo"]
+    assert (summary.requests, summary.errors) == (3, 1)
