@@ -95,7 +95,7 @@ def kill9(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-async def publish_events(settings: Settings, kind: str, count: int) -> None:
+async def publish_events(settings: Settings, kind: str, count: int, sleep: float = 0) -> None:
     nc = await connect(settings)
     js = nc.jetstream()
     try:
@@ -105,9 +105,8 @@ async def publish_events(settings: Settings, kind: str, count: int) -> None:
         await ensure_streams(js, Subjects())
         for i in range(count):
             headers = {"ce-id": f"{kind}-{i}", "Nats-Msg-Id": f"{kind}-{i}"}
-            await js.publish(
-                f"bus.event.crash.{kind}", codec.encode({"n": 0, "i": i}), headers=headers
-            )
+            data = {"n": 0, "i": i, "sleep": sleep} if sleep else {"n": 0, "i": i}
+            await js.publish(f"bus.event.crash.{kind}", codec.encode(data), headers=headers)
     finally:
         await nc.close()
 
@@ -210,11 +209,15 @@ async def test_an_agent_replica_killed_mid_load_loses_no_run(
     doomed = cluster.agent()
     cluster.agent()
     cluster.coordinator()
-    await publish_events(settings, "seq", count)
-    await wait_until(lambda: len(cluster.inc_effects()) >= count, 60, "a third of the steps")
+    await publish_events(settings, "seq", count, sleep=0.02)
+    started = f"inc-started-{doomed.pid}"
+    await wait_until(lambda: len(effects(cluster.effects, started)) >= count // 3, 60, "work")
     kill9(doomed)
+    in_hand = set(effects(cluster.effects, started)) - set(cluster.inc_effects())
     runs = await wait_all_finished(settings, count, 60)
     assert {r.state for r in runs} == {"completed"}
     assert all(r.output["n"] == 3 for r in runs)
     expected = {f"{r.run_id}/{p}/1" for r in runs for p in ("0", "1", "2")}
     assert set(cluster.inc_effects()) == expected  # at least once; a killed call may repeat
+    assert in_hand, "the replica was killed with no task in hand"
+    assert in_hand <= set(cluster.inc_effects())  # what it held was redelivered and done

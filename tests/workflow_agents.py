@@ -32,7 +32,15 @@ inc = Agent("inc", retry=None)
 
 @inc.handler
 async def increment(ctx: CallContext) -> dict[str, Any]:
-    """``{"n": n}`` -> ``{"n": n + 1}``, keeping other keys; records the task id."""
+    """``{"n": n}`` -> ``{"n": n + 1}``, keeping other keys; records the task id.
+
+    With ``"sleep": s`` in the input it takes that long, between an ``inc-started-<pid>``
+    line and the ``inc`` line (so a test sees which process had which task in hand).
+    """
+    pause = float((ctx.task.input or {}).get("sleep", 0))
+    if pause:
+        record(f"inc-started-{os.getpid()}", ctx.task.id)
+        await anyio.sleep(pause)
     record("inc", ctx.task.id)
     value = dict(ctx.task.input or {})
     value["n"] = int(value.get("n", 0)) + 1
