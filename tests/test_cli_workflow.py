@@ -124,6 +124,7 @@ def test_user_mistakes_are_one_line(files: Path) -> None:
     one_line_error(bus("coordinator", "--topologies", str(files / "nowhere")), "not a directory")
     one_line_error(bus("run", "seq", "--input", "{oops", url=dead), "invalid JSON")
     one_line_error(bus("runs", url=dead), "cannot connect to NATS")
+    one_line_error(bus("coordinator", url=dead), "cannot connect to NATS")
 
 
 def test_errors_against_a_live_bus_are_one_line(url: str, files: Path) -> None:

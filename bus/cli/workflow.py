@@ -7,7 +7,7 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ from bus.cli.common import (
 )
 from bus.cli.progress import ProgressView, clock, describe, duration, notice_line, run_json
 from bus.coordinator.client import WorkflowClient, is_topology_file, workflow_client
-from bus.errors import ConfigError
+from bus.errors import BusError, ConfigError
 from bus.workflow.records import RunRecord
 from bus.workflow.states import RUN_TRANSITIONS
 
@@ -156,19 +156,40 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
             registry = CollectorRegistry()
             observer = Metrics(registry)
         coordinator = Coordinator(settings, options, observer=observer)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_stop_on_signal, coordinator.stop)
-            if registry is not None:
-                from bus.observability.http import serve_http
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_stop_on_signal, coordinator.stop)
+                if registry is not None:
+                    from bus.observability.http import serve_http
 
-                await tg.start(
-                    partial(serve_http, registry, port=port, ready=lambda: coordinator.ready)
-                )
-            await coordinator.serve()
-            tg.cancel_scope.cancel()
+                    await tg.start(
+                        partial(serve_http, registry, port=port, ready=lambda: coordinator.ready)
+                    )
+                await coordinator.serve()
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _one_error(group) from None
         return 0
 
     return run_async(main)
+
+
+def _one_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a user should read (no traceback for one ``BusError``), else the group."""
+    leaves = list(_leaves(group))
+    if len(leaves) == 1 and isinstance(leaves[0], BusError):
+        return leaves[0]
+    if len(leaves) == 1 and isinstance(leaves[0], OSError):  # e.g. the metrics port is taken
+        return ConfigError(str(leaves[0]))
+    return group
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
 
 
 async def _stop_on_signal(stop: Callable[[], None]) -> None:
