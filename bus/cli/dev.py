@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from bus.cli.common import add_connection_flags, run_async, settings_from
 from bus.settings import Settings
 
@@ -35,6 +33,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     up.add_argument("dir", nargs="?", default=".", help="project directory (default: .)")
     up.add_argument("--store", metavar="DIR", help="JetStream store (default DIR/.bus/store)")
+    up.add_argument("--logs", metavar="DIR", help="process logs (default DIR/.bus/logs)")
     up.add_argument("--port", type=int, help="embedded server port (default 4222 if free)")
     up.add_argument("--metrics-base", type=int, help="serve /metrics from this port upwards")
     add_connection_flags(up)
@@ -63,10 +62,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         Path(args.dir),
         settings_from(args),
         store=Path(args.store) if args.store else None,
+        log_dir=Path(args.logs) if args.logs else None,
         port=args.port,
         metrics_base=args.metrics_base,
     )
-    stop = anyio.Event() if False else None  # noqa: F841 (signals are handled below)
     try:
         settings = dev.start()
         up = run_async(dev.wait_ready)
@@ -74,6 +73,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         for name in up:
             print(f"  up: {name}")
         print(f"logs in {dev.log_dir}; export BUS_NATS_URL={settings.servers[0]}; Ctrl-C stops")
+        sys.stdout.flush()
         _wait_for_signal_or_death(dev)
     finally:
         print("bus up: stopping...", file=sys.stderr)
@@ -82,19 +82,19 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _wait_for_signal_or_death(dev: Any) -> None:
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        received.append(signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, on_signal)
-    while not received:
-        dead = dev.group.dead() if dev.group else []
-        if dead:
-            print(f"bus up: {dead[0].name} exited: {dead[0].log_tail(3)}", file=sys.stderr)
-            return
-        signal.sigtimedwait([signal.SIGINT, signal.SIGTERM], 0.5)
+    """Return on SIGINT/SIGTERM, or when a child process exits on its own."""
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    # Blocked, the signals wait in the kernel for sigtimedwait below; the children were
+    # started before, so they keep their own handling.
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        while signal.sigtimedwait(stop_signals, 0.5) is None:
+            dead = dev.group.dead() if dev.group else []
+            if dead:
+                print(f"bus up: {dead[0].name} exited: {dead[0].log_tail(3)}", file=sys.stderr)
+                return
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -1,0 +1,63 @@
+"""`bus up` as a user runs it: every service its own process, Ctrl-C stops them all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from test_demo import processes_with
+
+from bus.server import free_port
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.slow
+def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "BUS_UP_TEST": marker, "BUS_CONTEXT7_URL": "off"}
+    env.pop("BUS_NATS_URL", None)
+    port = free_port()
+    args = ["up", "--port", str(port), "--store", str(tmp_path / "store"), "--logs",
+            str(tmp_path / "logs")]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bus", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C stops" in line:
+                break
+        up = {line.split("up: ", 1)[1].strip() for line in lines if "  up: " in line}
+        expected = {"coordinator", "planner", "linter", "tester", "reviewer", "rule-reviewer"}
+        assert expected | {"docs"} == up, "".join(lines)
+        agents = subprocess.run(
+            [sys.executable, "-m", "bus", "agents", "--json", "--nats", f"nats://127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert {a["name"] for a in json.loads(agents.stdout)} == up - {"coordinator"}
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    assert processes_with(f"BUS_UP_TEST={marker}") == []
