@@ -147,3 +147,9 @@ def test_bus_server_includes_an_extra_config(tmp_path: Path) -> None:
         url = f"http://127.0.0.1:{srv.monitor_port}/varz"
         with urllib.request.urlopen(url, timeout=5) as response:
             assert json.load(response)["max_connections"] == 77
+
+
+def test_agent_run_without_a_server_is_one_line() -> None:
+    port = free_port()
+    result = bus("agent", "run", "agents_for_tests:echo", "--nats", f"nats://127.0.0.1:{port}")
+    one_line_error(result, "cannot connect to NATS", str(port))

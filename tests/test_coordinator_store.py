@@ -109,3 +109,17 @@ async def test_registry_keeps_every_version_and_follows_other_writers(nc: NATS) 
         await mine.get("ghost")
     with pytest.raises(UnknownTopologyError):
         await mine.get("review", "0000")
+
+
+async def test_a_finished_run_is_written_with_its_retention_ttl(nc: NATS) -> None:
+    buckets = await ensure_all(nc, Subjects())
+    store = RunStore(buckets["runs"], Wire(nc), retention=1.0)
+    record = RunRecord(
+        run_id="ttl-run", topology="t", topology_version="v", state="running", input=None,
+        steps={}, created_at=0.0,
+    )  # fmt: skip
+    await store.create(record)
+    await store.change("ttl-run", lambda r: (msgspec.structs.replace(r, state="completed"), None))
+    raw = await nc.jetstream().get_last_msg("KV_bus_runs", "$KV.bus_runs.ttl-run")
+    assert raw.headers is not None
+    assert raw.headers.get("Nats-TTL") == "1"

@@ -222,3 +222,36 @@ async def test_agent_serves_again_after_server_restart(
             await nc.close()
     assert reply.output == {"text": "hello back"}
     assert durable.output == {"text": "hello durable-back"}
+
+
+async def test_a_replayed_task_runs_again_despite_its_record(
+    settings: Settings, nc: NATS, effects: Path
+) -> None:
+    task = Task(id="r7/0/1", run_id="r7", step="0", agent="echo", input={"name": "again"})
+    async with running_agent(echo, settings):
+        await publish_task(nc, task, msg_id="first")
+        await next_replies(nc, "echo", 1)
+        await work_queue_empty(nc)
+        await nc.jetstream().publish(
+            "bus.task.echo", codec.encode(task), headers={"Bus-Replay": "1"}
+        )
+        await work_queue_empty(nc)
+    assert lines(effects, "greet") == ["again", "again"]
+
+
+async def test_a_handler_longer_than_the_ack_wait_is_kept_alive_by_heartbeats(
+    settings: Settings, nc: NATS, effects: Path
+) -> None:
+    from agents_for_tests import slow
+    from bus.runtime.options import ServeOptions
+    from bus.runtime.service import AgentService
+
+    service = AgentService(slow, settings, ServeOptions(ack_wait=1.0))
+    async with service.running():
+        await publish_task(
+            nc, Task(id="r8/0/1", run_id="r8", step="0", agent="slow", input={"seconds": 2.5})
+        )
+        (reply,) = await next_replies(nc, "slow", 1)
+        await work_queue_empty(nc)
+    assert reply.output["attempt"] == 1
+    assert len(lines(effects, "slow-start")) == 1  # never redelivered while it ran

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import anyio
 
 from bus import codec
+from bus.errors import BusError, ConfigError
 from bus.settings import Settings
 
 T = TypeVar("T")
@@ -85,3 +86,21 @@ def parse_json_arg(text: str) -> Any:
         except OSError as exc:
             raise ConfigError(f"cannot read {text[1:]}: {exc.strerror}") from None
     return codec.decode_json_text(text)
+
+
+def one_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a user should read (no traceback for one ``BusError``), else the group."""
+    leaves = list(_leaves(group))
+    if len(leaves) == 1 and isinstance(leaves[0], BusError):
+        return leaves[0]
+    if len(leaves) == 1 and isinstance(leaves[0], OSError):  # e.g. the metrics port is taken
+        return ConfigError(str(leaves[0]))
+    return group
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error

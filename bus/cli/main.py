@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from bus.cli.common import one_error
 from bus.errors import BusError
 
 COMMAND_MODULES = (
@@ -63,7 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(level=args.log_level, fmt=args.log_format, environ=dict(os.environ))
     try:
-        return int(args.func(args))
+        try:
+            return int(args.func(args))
+        except BaseExceptionGroup as group:
+            # A task group wraps the one error a user should read; unwrap it.
+            raise one_error(group) from None
     except BusError as exc:
         print(f"bus {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ValueError | LookupError) else 1

@@ -7,7 +7,7 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ import anyio
 from bus.cli.common import (
     add_connection_flags,
     add_output_flags,
+    one_error,
     parse_json_arg,
     print_json,
     run_async,
@@ -23,7 +24,7 @@ from bus.cli.common import (
 )
 from bus.cli.progress import ProgressView, clock, describe, duration, notice_line, run_json
 from bus.coordinator.client import WorkflowClient, is_topology_file, workflow_client
-from bus.errors import BusError, ConfigError
+from bus.errors import ConfigError
 from bus.workflow.records import RunRecord
 from bus.workflow.states import RUN_TRANSITIONS
 
@@ -122,6 +123,13 @@ def _register_coordinator(sub: Sub) -> None:
         default=10.0,
         help="seconds before a message held by a dead replica is redelivered (default 10)",
     )
+    p.add_argument(
+        "--retention",
+        type=float,
+        default=7.0,
+        metavar="DAYS",
+        help="days a finished run's record is kept (default 7; 0 keeps every record)",
+    )
     p.add_argument("--metrics-port", type=int, help="serve /metrics and /healthz on this port")
     add_connection_flags(p)
     p.set_defaults(func=cmd_coordinator)
@@ -138,8 +146,13 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         if args.replicas_of_streams < 1:
             raise ConfigError("--replicas-of-streams must be at least 1")
         settings = settings.with_overrides(replicas=args.replicas_of_streams)
+    if args.retention < 0:
+        raise ConfigError("--retention must be 0 (keep) or a number of days")
     options = CoordinatorOptions(
-        topologies=args.topologies, concurrency=args.concurrency, ack_wait=args.ack_wait
+        topologies=args.topologies,
+        concurrency=args.concurrency,
+        ack_wait=args.ack_wait,
+        retention=args.retention * 24 * 3600 if args.retention else None,
     )
     port = args.metrics_port
     if port is None and os.environ.get("BUS_METRICS_PORT"):
@@ -168,28 +181,10 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
                 await coordinator.serve()
                 tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            raise _one_error(group) from None
+            raise one_error(group) from None
         return 0
 
     return run_async(main)
-
-
-def _one_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error a user should read (no traceback for one ``BusError``), else the group."""
-    leaves = list(_leaves(group))
-    if len(leaves) == 1 and isinstance(leaves[0], BusError):
-        return leaves[0]
-    if len(leaves) == 1 and isinstance(leaves[0], OSError):  # e.g. the metrics port is taken
-        return ConfigError(str(leaves[0]))
-    return group
-
-
-def _leaves(error: BaseException) -> Iterator[BaseException]:
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            yield from _leaves(inner)
-    else:
-        yield error
 
 
 async def _stop_on_signal(stop: Callable[[], None]) -> None:

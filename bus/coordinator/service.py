@@ -58,6 +58,8 @@ class CoordinatorOptions(msgspec.Struct, frozen=True, kw_only=True):
         rescan_interval: seconds between scans of ``bus_runs`` for deadlines of runs other
             replicas wrote.
         drain_timeout: seconds in-flight messages get to finish on ``stop()``.
+        retention: seconds a finished run's record is kept in ``bus_runs`` (per-key TTL), so
+            the bucket does not grow forever; ``None`` keeps every record.
     """
 
     topologies: str | None = None
@@ -67,6 +69,7 @@ class CoordinatorOptions(msgspec.Struct, frozen=True, kw_only=True):
     fetch_wait: float = 1.0
     rescan_interval: float = 10.0
     drain_timeout: float = 10.0
+    retention: float | None = 7 * 24 * 3600.0
 
 
 class Coordinator:
@@ -131,7 +134,7 @@ class Coordinator:
                 await registry.register_all(load_directory(self.options.topologies))
             await registry.load()
             engine = Engine(
-                RunStore(buckets["runs"], wire),
+                RunStore(buckets["runs"], wire, retention=self.options.retention),
                 registry,
                 Dispatcher(wire, self.subjects),
                 self.observer,

@@ -62,15 +62,25 @@ class RunStore:
         bucket: KV bucket ``bus_runs``.
         wire: the connection, for scanning the whole bucket.
         cache_size: how many open runs keep their last known revision in memory.
+        retention: seconds a finished run is kept (a per-key TTL set by the write that
+            finishes it); ``None`` keeps it forever.
     """
 
-    __slots__ = ("_bucket", "_cache", "_cache_size", "_wire")
+    __slots__ = ("_bucket", "_cache", "_cache_size", "_retention", "_wire")
 
-    def __init__(self, bucket: Bucket, wire: Wire, *, cache_size: int = CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        bucket: Bucket,
+        wire: Wire,
+        *,
+        cache_size: int = CACHE_SIZE,
+        retention: float | None = None,
+    ) -> None:
         self._bucket = bucket
         self._wire = wire
         self._cache: OrderedDict[str, Stored] = OrderedDict()
         self._cache_size = cache_size
+        self._retention = retention
 
     async def create(self, record: RunRecord) -> Stored:
         """Store a new run. Raises ``KeyExistsError`` when the run id is taken."""
@@ -136,7 +146,10 @@ class RunStore:
                     continue
                 return Changed(current.record, current, result)
             try:
-                revision = await self._bucket.update(run_id, codec.encode(new), current.revision)
+                ttl = self._retention if new.terminal else None
+                revision = await self._bucket.update(
+                    run_id, codec.encode(new), current.revision, ttl=ttl
+                )
             except RevisionMismatchError:
                 self._cache.pop(run_id, None)
                 # Jittered backoff, so racers stop colliding in lockstep.

@@ -9,6 +9,8 @@ succeed go to the DLQ.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 
 import anyio
@@ -30,6 +32,7 @@ from bus.transport.wire import Wire
 log = structlog.get_logger("bus.runtime")
 
 CRASH_MARGIN = 3
+REPLAY_HEADER = "Bus-Replay"
 
 
 class DurableWorker:
@@ -63,10 +66,28 @@ class DurableWorker:
         self._concurrency = concurrency
         self._ack_wait = ack_wait
         self._fetch_wait = fetch_wait
+        # Fetched tasks go to a fixed pool of workers (a task per message costs more than a
+        # fast handler); the slots keep fetched-but-unfinished tasks within `concurrency`.
+        self._queue: asyncio.Queue[tuple[Delivery, bool] | None] = asyncio.Queue()
+        self._running: dict[Delivery, float] = {}
+        self._workers = 0
+        self._workers_done = anyio.Event()
         self.consuming = False
 
-    async def run(self, tg: TaskGroup, stop: anyio.Event) -> None:
-        """Fetch and dispatch until ``stop`` is set; in-flight tasks then finish in ``tg``."""
+    def start(self, tg: TaskGroup) -> None:
+        """Start the workers and the heartbeat in ``tg`` (they stop after ``close``)."""
+        self._workers = self._concurrency
+        for _ in range(self._concurrency):
+            tg.start_soon(self._work)
+        tg.start_soon(self._heartbeat)
+
+    async def close(self) -> None:
+        """Let the workers finish what was fetched, then stop them."""
+        for _ in range(self._concurrency):
+            self._queue.put_nowait(None)
+
+    async def run(self, stop: anyio.Event) -> None:
+        """Fetch and hand out tasks until ``stop`` is set."""
         # The service ensured the consumer before starting this loop; fetch() rebinds it.
         self.consuming = True
         try:
@@ -79,9 +100,36 @@ class DurableWorker:
                     raise
                 self._release(held - len(deliveries))
                 for delivery in deliveries:
-                    tg.start_soon(self._process_and_release, delivery, admitted)
+                    self._queue.put_nowait((delivery, admitted))
         finally:
             self.consuming = False
+
+    async def _work(self) -> None:
+        try:
+            while (item := await self._queue.get()) is not None:
+                delivery, admitted = item
+                self._running[delivery] = time.monotonic()
+                try:
+                    await self.process(delivery, admitted=admitted)
+                except Exception:
+                    log.exception("task processing failed outside the handler chain")
+                finally:
+                    del self._running[delivery]
+                    self._slots.release()
+        finally:
+            self._workers -= 1
+            if self._workers == 0:
+                self._workers_done.set()
+
+    async def _heartbeat(self) -> None:
+        """Tell JetStream that handlers running longer than half the ack wait are alive."""
+        while not self._workers_done.is_set():
+            with anyio.move_on_after(self._ack_wait / 4):
+                await self._workers_done.wait()
+            due = time.monotonic() - self._ack_wait / 2
+            for delivery, started in list(self._running.items()):
+                if started <= due:
+                    await delivery.in_progress()
 
     async def _take_slots(self) -> int:
         await self._slots.acquire()
@@ -109,14 +157,6 @@ class DurableWorker:
             resilience.limiter.refund(unused)
         return deliveries, True
 
-    async def _process_and_release(self, delivery: Delivery, admitted: bool) -> None:
-        try:
-            await self.process(delivery, admitted=admitted)
-        except Exception:
-            log.exception("task processing failed outside the handler chain")
-        finally:
-            self._slots.release()
-
     async def process(self, delivery: Delivery, *, admitted: bool = False) -> None:
         ctype = codec.content_type(delivery.headers)
         try:
@@ -139,23 +179,21 @@ class DurableWorker:
             reply = error_reply(task, ErrorInfo(kind="transient", message=error))
             await self._finish(delivery, task, reply, dead_letter="max_deliver")
             return
-        if self._idempotency is not None:
+        # `bus dlq replay` marks what it sends again: that is a request to run it anew.
+        if self._idempotency is not None and REPLAY_HEADER not in delivery.headers:
             recorded = await self._idempotency.get(task.id)
             if recorded is not None:
                 await self._publish_reply(task, recorded)
                 await delivery.ack()
                 return
         with self._cancels.scope(task.run_id) as scope:
-            async with anyio.create_task_group() as beats:
-                beats.start_soon(self._heartbeat, delivery)
-                reply, ctx = await handler.call(
-                    task,
-                    mode="durable",
-                    attempt=delivery.delivered,
-                    progress=delivery.in_progress,
-                    admitted=admitted,
-                )
-                beats.cancel_scope.cancel()
+            reply, ctx = await handler.call(
+                task,
+                mode="durable",
+                attempt=delivery.delivered,
+                progress=delivery.in_progress,
+                admitted=admitted,
+            )
         if scope.cancelled_caught:
             log.info("task cancelled with its run", task_id=task.id, run_id=task.run_id)
             await delivery.ack()
@@ -205,11 +243,6 @@ class DurableWorker:
             attempts=delivery.delivered,
             content_type=delivery.headers.get("Content-Type"),
         )
-
-    async def _heartbeat(self, delivery: Delivery) -> None:
-        while True:
-            await anyio.sleep(self._ack_wait / 2)
-            await delivery.in_progress()
 
 
 def _dead_letter_reason(reply: Reply, delivered: int) -> Reason | None:

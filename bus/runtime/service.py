@@ -141,6 +141,8 @@ class AgentService:
             await consumer.close()
         if self._direct is not None:
             await self._direct.close()
+        if self.durable is not None:
+            await self.durable.close()
 
     def _runtime(self, spec: HandlerSpec, resources: Resources) -> HandlerRuntime:
         outer = self.instrumentation.outer_middleware(self.agent.name, spec.name)
@@ -186,7 +188,8 @@ class AgentService:
                 )
                 await self.durable.consumer.ensure()
                 self._consumers.append(self.durable.consumer)
-                loops.start_soon(self.durable.run, work, self._stop)
+                self.durable.start(work)
+                loops.start_soon(self.durable.run, self._stop)
         else:
             await self._start_micro(wire, None)
         for spec in self.agent.event_handlers.values():
