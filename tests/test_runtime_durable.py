@@ -243,6 +243,7 @@ async def test_a_handler_longer_than_the_ack_wait_is_kept_alive_by_heartbeats(
     settings: Settings, nc: NATS, effects: Path
 ) -> None:
     from agents_for_tests import slow
+
     from bus.runtime.options import ServeOptions
     from bus.runtime.service import AgentService
 
