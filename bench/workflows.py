@@ -454,4 +454,7 @@ if __name__ == "__main__":
     elif args.role == "orchestrator":
         asyncio.run(raw_orchestrator(args.url, args.prefix))
     else:
+        from bus.observability.logs import configure_logging
+
+        configure_logging(level="warning")  # stdout carries only the JSON report
         print(json.dumps(asyncio.run(main(args.seconds, args.inflight, args.rounds)), indent=2))
