@@ -21,7 +21,7 @@ from bus.coordinator.registry import TopologyRegistry
 from bus.coordinator.store import KeyExistsError, RunStore
 from bus.errors import InvalidTransitionError
 from bus.messages import Reply, Task
-from bus.observability.tracing import new_traceparent
+from bus.observability.tracing import new_traceparent, record_run_span
 from bus.workflow import interpreter
 from bus.workflow.records import RunRecord
 from bus.workflow.states import RejectedTransitionError
@@ -246,6 +246,15 @@ class Engine:
             await self._dispatcher.send(tasks)
         now = self._clock()
         steps = step_changes(before, after, now)
+        for step in steps:
+            log.debug(
+                "step transition",
+                run_id=after.run_id,
+                step=step.path,
+                agent=step.agent,
+                state=step.state,
+                attempt=step.attempts,
+            )
         if not run_changed(before, after):
             await self._dispatcher.step_notices(steps)
             return
@@ -258,5 +267,13 @@ class Engine:
         if after.terminal:
             await self._dispatcher.run_notice(after)
             log.info("run finished", run_id=after.run_id, state=after.state, seconds=seconds)
+            record_run_span(
+                topology=after.topology,
+                run_id=after.run_id,
+                traceparent=after.trace,
+                state=after.state,
+                started_at=after.created_at,
+                finished_at=after.finished_at or now,
+            )
         if after.state == "cancelled":
             await self._dispatcher.cancel(after.run_id)
