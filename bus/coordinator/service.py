@@ -12,8 +12,7 @@ lets in-flight messages finish and drains the connection.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -32,6 +31,7 @@ from bus.coordinator.registry import TopologyRegistry
 from bus.coordinator.store import RunStore
 from bus.coordinator.timers import DeadlineIndex, run_timer
 from bus.errors import BusError
+from bus.lifecycle import BackgroundService
 from bus.settings import Settings
 from bus.subjects import Subjects
 from bus.transport.connection import connect
@@ -72,7 +72,7 @@ class CoordinatorOptions(msgspec.Struct, frozen=True, kw_only=True):
     retention: float | None = 7 * 24 * 3600.0
 
 
-class Coordinator:
+class Coordinator(BackgroundService):
     """One coordinator replica.
 
     Args:
@@ -90,14 +90,13 @@ class Coordinator:
         observer: CoordinatorObserver | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.options = options or CoordinatorOptions()
         self.subjects = Subjects(settings.prefix)
         self.observer = observer or NoObserver()
         self.index = DeadlineIndex()
         self._clock = clock
-        self._stop = anyio.Event()
-        self._stopped = anyio.Event()
         self._wire: Wire | None = None
         self._consuming = False
 
@@ -107,21 +106,9 @@ class Coordinator:
         wire = self._wire
         return wire is not None and wire.connected and self._consuming and not self._stop.is_set()
 
-    def stop(self) -> None:
-        """Stop fetching; in-flight messages finish, then the connection drains."""
-        self._stop.set()
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[Coordinator]:
-        """Serve in the background for the duration of the block."""
-        async with anyio.create_task_group() as tg:
-            await tg.start(self.serve)
-            try:
-                yield self
-            finally:
-                self.stop()
-                with anyio.fail_after(self.options.drain_timeout + 5):
-                    await self._stopped.wait()
+    @property
+    def drain_timeout(self) -> float:
+        return self.options.drain_timeout
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until ``stop()``; ``task_status.started()`` once everything listens."""

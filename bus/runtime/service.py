@@ -8,8 +8,7 @@ stops fetching, lets in-flight calls finish, and drains the connection.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -19,6 +18,7 @@ from anyio.abc import TaskStatus
 
 from bus import codec
 from bus.agent import Agent, HandlerSpec
+from bus.lifecycle import BackgroundService
 from bus.middleware.defaults import Resources
 from bus.middleware.idempotency import IdempotencyStore
 from bus.runtime.cancel import CancelRegistry
@@ -40,7 +40,7 @@ from bus.transport.wire import Inbound, Wire
 log = structlog.get_logger("bus.runtime")
 
 
-class AgentService:
+class AgentService(BackgroundService):
     """Serve ``agent``: direct requests, durable tasks and events.
 
     Args:
@@ -58,6 +58,7 @@ class AgentService:
         *,
         instrumentation: Instrumentation | None = None,
     ) -> None:
+        super().__init__()
         if not agent.handlers and not agent.event_handlers:
             raise ValueError(f"agent {agent.name!r} has no handlers")
         self.agent = agent
@@ -68,8 +69,6 @@ class AgentService:
         self.cancels = CancelRegistry()
         self.handlers: dict[str, HandlerRuntime] = {}
         self.durable: DurableWorker | None = None
-        self._stop = anyio.Event()
-        self._stopped = anyio.Event()
         self._wire: Wire | None = None
         self.metrics_port: int | None = None
         self._consumers: list[PullConsumer] = []
@@ -87,21 +86,9 @@ class AgentService:
             return False
         return self.durable is None or self.durable.consuming
 
-    def stop(self) -> None:
-        """Stop fetching; in-flight calls finish, then the connection drains."""
-        self._stop.set()
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[AgentService]:
-        """Serve in the background for the duration of the block."""
-        async with anyio.create_task_group() as tg:
-            await tg.start(self.serve)
-            try:
-                yield self
-            finally:
-                self.stop()
-                with anyio.fail_after(self.options.drain_timeout + 5):
-                    await self._stopped.wait()
+    @property
+    def drain_timeout(self) -> float:
+        return self.options.drain_timeout
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until ``stop()``; ``task_status.started()`` once every subscription is live."""
