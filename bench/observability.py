@@ -26,11 +26,11 @@ import os
 import time
 from typing import Any
 
+import bench_agents
 import msgspec
 import nats
 from prometheus_client import CollectorRegistry
 
-from bus.agent import Agent
 from bus.messages import Task
 from bus.middleware.chain import build_chain
 from bus.middleware.context import CallContext, Next
@@ -42,23 +42,7 @@ from bus.observability.middleware import observe
 from bus.observability.stats import LatencyWindow, percentile
 from bus.server import NatsServer
 
-
-class Ping(msgspec.Struct):
-    n: int
-    text: str = ""
-
-
-class Pong(msgspec.Struct):
-    n: int
-    text: str = ""
-
-
-agent = Agent("bench", version="1")
-
-
-@agent.handler
-async def pong(ping: Ping) -> Pong:
-    return Pong(n=ping.n, text=ping.text)
+agent = bench_agents.bare  # the same handler the request/reply benchmarks serve
 
 
 def observed(handler: Next) -> Next:
