@@ -33,6 +33,7 @@ log = structlog.get_logger("bus.runtime")
 
 CRASH_MARGIN = 3
 REPLAY_HEADER = "Bus-Replay"
+RETRY_PAUSE = 0.25
 
 
 class DurableWorker:
@@ -181,7 +182,13 @@ class DurableWorker:
             return
         # `bus dlq replay` marks what it sends again: that is a request to run it anew.
         if self._idempotency is not None and REPLAY_HEADER not in delivery.headers:
-            recorded = await self._idempotency.get(task.id)
+            try:
+                recorded = await self._idempotency.get(task.id)
+            except TransientError as exc:
+                # Unknown whether it already ran: never guess, try again shortly.
+                log.warning("idempotency record unreadable, retrying", error=str(exc))
+                await delivery.nak(RETRY_PAUSE * 4)
+                return
             if recorded is not None:
                 await self._publish_reply(task, recorded)
                 await delivery.ack()
@@ -210,15 +217,29 @@ class DurableWorker:
         if dead_letter is not None:
             error = reply.error.message if reply.error else ""
             await self._give_up(delivery, task, dead_letter, error)
-        try:
-            if self._idempotency is not None:
-                await self._idempotency.put(task.id, reply)
-            await self._publish_reply(task, reply)
-        except TransientError as exc:
+        if not await self._record_and_reply(task, reply):
             # Not acked: JetStream redelivers, and the recorded reply (if any) is sent then.
-            log.warning("reply not stored, task will be redelivered", error=str(exc))
             return
         await delivery.ack()
+
+    async def _record_and_reply(self, task: Task, reply: Reply) -> bool:
+        """Record the reply, then publish it; retried through a reconnect or failover.
+
+        The handler's effect has happened: giving up here means running it again on
+        redelivery, so keep trying for half the ack wait before leaving it to JetStream.
+        """
+        deadline = time.monotonic() + self._ack_wait / 2
+        while True:
+            try:
+                if self._idempotency is not None:
+                    await self._idempotency.put(task.id, reply)
+                await self._publish_reply(task, reply)
+                return True
+            except TransientError as exc:
+                if time.monotonic() >= deadline:
+                    log.warning("reply not stored, task will be redelivered", error=str(exc))
+                    return False
+                await anyio.sleep(RETRY_PAUSE)
 
     async def _publish_reply(self, task: Task, reply: Reply) -> None:
         if not task.run_id:

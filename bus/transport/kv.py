@@ -15,9 +15,10 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from bus.errors import BusError
+from bus.errors import BusError, TransientError
 
 _EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+_UNREACHABLE = (nats.errors.Error, TimeoutError, OSError)
 _WRONG_LAST = (10071, 10164)
 
 
@@ -56,11 +57,17 @@ class Bucket:
         self.name = name
 
     async def get(self, key: str) -> Entry | None:
-        """The current value, or ``None`` when absent or deleted."""
+        """The current value, or ``None`` when absent or deleted.
+
+        Raises:
+            TransientError: NATS did not answer (a disconnect, a failover).
+        """
         try:
             entry = await self._kv.get(key)
         except nats.js.errors.KeyNotFoundError:
             return None
+        except _UNREACHABLE as exc:
+            raise self._unreachable(exc) from None
         if entry.value is None:
             return None
         return Entry(key, entry.value, entry.revision or 0)
@@ -74,7 +81,9 @@ class Bucket:
         except nats.js.errors.APIError as exc:
             if exc.err_code in _WRONG_LAST:
                 raise KeyExistsError(key) from None
-            raise
+            raise self._unreachable(exc) from None
+        except _UNREACHABLE as exc:
+            raise self._unreachable(exc) from None
 
     async def update(
         self, key: str, value: bytes, revision: int, *, ttl: float | None = None
@@ -98,8 +107,13 @@ class Bucket:
         except nats.js.errors.APIError as exc:
             if exc.err_code in _WRONG_LAST:
                 raise RevisionMismatchError(key) from None
-            raise
+            raise self._unreachable(exc) from None
+        except _UNREACHABLE as exc:
+            raise self._unreachable(exc) from None
         return int(ack.seq)
+
+    def _unreachable(self, exc: BaseException) -> TransientError:
+        return TransientError(f"KV {self.name}: {exc or type(exc).__name__}")
 
     async def delete(self, key: str) -> None:
         await self._kv.delete(key)
