@@ -7,6 +7,7 @@ import time
 
 from bus.messages import ErrorInfo, Reply, error_reply
 from bus.middleware.context import CallContext, Middleware, Next
+from bus.middleware.deadlines import watchdog
 
 
 def timeout(default: float) -> Middleware:
@@ -15,7 +16,8 @@ def timeout(default: float) -> Middleware:
     The deadline is ``ctx.deadline`` (monotonic seconds) when the task carries one, else
     ``default`` seconds from now. On expiry the handler is cancelled and the call is answered
     with an error of kind ``timeout`` (transient: retry and the breaker treat it as a failure
-    of the dependency). A cancellation from outside still propagates.
+    of the dependency). Deadlines are enforced by a shared coarse timer (``deadlines``), so a
+    call is cancelled at most one tick (50 ms) late. A cancellation from outside propagates.
 
     Args:
         default: seconds a call may run when the task has no deadline.
@@ -23,19 +25,25 @@ def timeout(default: float) -> Middleware:
 
     async def timeout_mw(ctx: CallContext, call_next: Next) -> Reply:
         budget = default if ctx.deadline is None else ctx.deadline - time.monotonic()
-        # asyncio.timeout costs a fifth of an anyio CancelScope on this hot path, and the bus
-        # runs on asyncio only (nats-py); an outer cancellation still propagates untouched.
-        scope = asyncio.timeout(budget)
+        task = asyncio.current_task()
+        assert task is not None
+        dog = watchdog()
+        token = dog.watch(task, asyncio.get_running_loop().time() + budget)
         try:
-            async with scope:
-                return await call_next(ctx)
-        except TimeoutError:
-            if not scope.expired():  # raised below, not our deadline: not ours to relabel
+            reply = await call_next(ctx)
+        except asyncio.CancelledError:
+            if not dog.expired(token):  # cancelled from outside: not ours to relabel
                 raise
-            if ctx.deadline is None:
-                message = f"timed out after {default:g} s"
-            else:
-                message = "deadline passed"
+            task.uncancel()
+            message = (
+                "deadline passed" if ctx.deadline is not None else f"timed out after {default:g} s"
+            )
             return error_reply(ctx.task, ErrorInfo("timeout", message, "BusTimeoutError"))
+        else:
+            if dog.expired(token):  # the handler swallowed our cancellation: settle the count
+                task.uncancel()
+            return reply
+        finally:
+            dog.forget(token)
 
     return timeout_mw
