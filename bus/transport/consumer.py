@@ -63,8 +63,12 @@ class Delivery:
         self.stream_seq: int = meta.sequence.stream if meta.sequence else 0
 
     async def ack(self) -> None:
-        """Acknowledge and wait for the server to confirm (the message is then gone)."""
-        await _settle(self._msg.ack_sync(timeout=5))
+        """Acknowledge (the message is then gone).
+
+        Not confirmed by a round trip: a lost ack only means a redelivery, which the
+        idempotency record answers without running the handler again.
+        """
+        await _settle(self._msg.ack())
 
     async def nak(self, delay: float | None = None) -> None:
         await _settle(self._msg.nak(delay=delay))
