@@ -6,6 +6,7 @@ so agents and coordinators can be upgraded one at a time.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from typing import Any, Literal
@@ -22,9 +23,14 @@ def now() -> float:
     return time.time()
 
 
+_ID_PREFIX = os.urandom(10).hex()
+_ID_COUNTER = itertools.count()
+
+
 def new_id() -> str:
-    """A fresh random identifier (32 hex characters)."""
-    return os.urandom(16).hex()
+    """A fresh unique identifier (32 hex characters): a random per-process prefix and a
+    counter, because a random draw per id is a syscall on the hot path."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, omit_defaults=True):

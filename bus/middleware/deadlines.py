@@ -57,9 +57,9 @@ class Watchdog:
 _watchdogs: dict[asyncio.AbstractEventLoop, Watchdog] = {}
 
 
-def watchdog() -> Watchdog:
-    """The watchdog of the running event loop."""
-    loop = asyncio.get_running_loop()
+def watchdog(loop: asyncio.AbstractEventLoop | None = None) -> Watchdog:
+    """The watchdog of ``loop`` (the running event loop by default)."""
+    loop = loop or asyncio.get_running_loop()
     found = _watchdogs.get(loop)
     if found is None:
         for stale in [old for old in _watchdogs if old.is_closed()]:
