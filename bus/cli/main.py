@@ -17,7 +17,8 @@ from bus.errors import BusError
 
 COMMAND_MODULES = (
     "bus.cli.core",  # server, agent run, request, publish, agents
-    "bus.cli.workflow",  # coordinator, run, runs, status, watch, cancel, dlq, graph
+    "bus.cli.coordinator",  # coordinator
+    "bus.cli.workflow",  # run, runs, status, watch, cancel, dlq, graph
     "bus.cli.stats",  # stats
     "bus.cli.dev",  # up, demo
     "bus.cli.deploy",  # deploy nats-config
