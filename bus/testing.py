@@ -60,9 +60,7 @@ def settings_for(server: NatsServer | Sequence[NatsServer], **overrides: object)
 
 
 @asynccontextmanager
-async def running_agent(
-    agent: Agent, settings: Settings, *, replicas_hint: int = 1
-) -> AsyncIterator[AgentService]:
+async def running_agent(agent: Agent, settings: Settings) -> AsyncIterator[AgentService]:
     """Serve ``agent`` in this process until the block ends (then drain it)."""
     from bus.runtime.service import AgentService
 

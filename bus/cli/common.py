@@ -16,8 +16,6 @@ from bus.settings import Settings
 
 T = TypeVar("T")
 
-Command = Callable[[argparse.Namespace], int]
-
 
 def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     """Flags for reaching NATS; each also reads a ``BUS_*`` variable."""
