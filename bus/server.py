@@ -131,6 +131,19 @@ def render_config(options: ServerOptions, port: int, monitor_port: int, store_di
     return "\n".join(lines) + "\n"
 
 
+def die_with_parent() -> None:
+    """In a child before exec: get SIGTERM when the parent thread dies, even by SIGKILL
+    (Linux ``PR_SET_PDEATHSIG``). Only for children started from the main thread."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 class NatsServer:
     """One nats-server process. Use as a context manager or call ``start``/``stop``.
 
@@ -138,8 +151,15 @@ class NatsServer:
     ``start()`` again restarts it on the same port and store.
     """
 
-    def __init__(self, options: ServerOptions | None = None, *, log_file: str | None = None):
+    def __init__(
+        self,
+        options: ServerOptions | None = None,
+        *,
+        log_file: str | None = None,
+        die_with_parent: bool = False,
+    ):
         self.options = options or ServerOptions()
+        self._die_with_parent = die_with_parent
         self.port = self.options.port or free_port()
         self.monitor_port = self.options.monitor_port or free_port()
         self._own_store = self.options.store_dir is None
@@ -169,6 +189,7 @@ class NatsServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent if self._die_with_parent else None,
             )
         if wait:
             self.wait_ready()

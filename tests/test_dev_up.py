@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -18,9 +19,8 @@ from bus.server import free_port
 ROOT = Path(__file__).parent.parent
 
 
-@pytest.mark.slow
-def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
-    marker = uuid.uuid4().hex
+def start_up(tmp_path: Path, marker: str) -> tuple[subprocess.Popen[str], int, set[str]]:
+    """`bus up` in the repository, on its own port and store; returns it once all is up."""
     env = {**os.environ, "BUS_UP_TEST": marker, "BUS_CONTEXT7_URL": "off"}
     env.pop("BUS_NATS_URL", None)
     port = free_port()
@@ -34,16 +34,29 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "Ctrl-C stops" in line:
+            break
+    return proc, port, {line.split("up: ", 1)[1].strip() for line in lines if "  up: " in line}
+
+
+def wait_gone(marker: str, timeout: float = 30.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (left := processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.mark.slow
+def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    proc, port, up = start_up(tmp_path, marker)
     try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if "Ctrl-C stops" in line:
-                break
-        up = {line.split("up: ", 1)[1].strip() for line in lines if "  up: " in line}
         expected = {"coordinator", "planner", "linter", "tester", "reviewer", "rule-reviewer"}
-        assert expected | {"docs"} == up, "".join(lines)
+        assert expected | {"docs"} == up
         agents = subprocess.run(
             [sys.executable, "-m", "bus", "agents", "--json", "--nats", f"nats://127.0.0.1:{port}"],
             capture_output=True,
@@ -61,3 +74,22 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
             if stream is not None:
                 stream.close()
     assert processes_with(f"BUS_UP_TEST={marker}") == []
+
+
+@pytest.mark.slow
+def test_a_killed_bus_up_leaves_nothing_behind(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    proc, _, up = start_up(tmp_path, marker)
+    try:
+        assert "coordinator" in up
+        assert len(processes_with(f"BUS_UP_TEST={marker}")) > len(up)  # the server too
+        proc.send_signal(signal.SIGKILL)  # no chance to stop anything itself
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    assert wait_gone(f"BUS_UP_TEST={marker}") == []

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import msgspec
 
+from bus.server import die_with_parent
+
 
 class Child(msgspec.Struct):
     """One child process and where its output goes."""
@@ -62,6 +64,7 @@ class ProcessGroup:
                 # Own process group: a Ctrl-C in the terminal reaches only the supervisor,
                 # which then stops the children in order.
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         child = Child(name, process, log)
         self.children.append(child)

@@ -65,7 +65,9 @@ class DevBus:
         if not self.settings.explicit:
             port = self.port or (DEFAULT_PORT if _port_free(DEFAULT_PORT) else free_port())
             options = ServerOptions(port=port, store_dir=str(self.store))
-            self.server = NatsServer(options, log_file=str(self.log_dir / "nats-server.log"))
+            self.server = NatsServer(
+                options, log_file=str(self.log_dir / "nats-server.log"), die_with_parent=True
+            )
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self.server.start()
             self.settings = self.settings.with_overrides(servers=self.server.url)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 import anyio
 import structlog
@@ -223,7 +223,13 @@ class DurableWorker:
         await delivery.ack()
 
     async def _record_and_reply(self, task: Task, reply: Reply) -> bool:
-        """Record the reply, then publish it; retried through a reconnect or failover.
+        """Record the reply and publish it; retried through a reconnect or failover.
+
+        Both writes go out at once (a step's latency pays one round trip, not two) and both
+        must succeed before the ack. Doing them in order would not save a second run of the
+        handler: that can happen only until the record is stored, either way. Both writes are
+        idempotent (the record is overwritten, the reply deduplicated by its Nats-Msg-Id), so a
+        retry repeats them together.
 
         The handler's effect has happened: giving up here means running it again on
         redelivery, so keep trying for half the ack wait before leaving it to JetStream.
@@ -231,9 +237,12 @@ class DurableWorker:
         deadline = time.monotonic() + self._ack_wait / 2
         while True:
             try:
-                if self._idempotency is not None:
-                    await self._idempotency.put(task.id, reply)
-                await self._publish_reply(task, reply)
+                if self._idempotency is None:
+                    await self._publish_reply(task, reply)
+                else:
+                    await _both(
+                        self._idempotency.put(task.id, reply), self._publish_reply(task, reply)
+                    )
                 return True
             except TransientError as exc:
                 if time.monotonic() >= deadline:
@@ -264,6 +273,14 @@ class DurableWorker:
             attempts=delivery.delivered,
             content_type=delivery.headers.get("Content-Type"),
         )
+
+
+async def _both(first: Awaitable[None], second: Awaitable[None]) -> None:
+    """Await two writes concurrently; the first failure is raised once both have settled."""
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _dead_letter_reason(reply: Reply, delivered: int) -> Reason | None:
