@@ -17,6 +17,14 @@ from bus.errors import ErrorKind
 
 ReplyStatus = Literal["ok", "error"]
 
+# Headers of a task message that say it was published before under the same task id.
+# An agent consults its idempotency record only for a redelivery or for a task marked
+# REDISPATCH: the first publish of a task id is the only unmarked one (the coordinator marks
+# every re-publish), which saves a KV read on every fresh task. REPLAY (`bus dlq replay`) asks
+# for the task to run anew, record or not.
+REDISPATCH_HEADER = "Bus-Redispatch"
+REPLAY_HEADER = "Bus-Replay"
+
 
 def now() -> float:
     """Wall-clock seconds since the epoch; every timestamp on the wire uses it."""

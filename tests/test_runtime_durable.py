@@ -98,7 +98,13 @@ async def test_redelivered_task_returns_recorded_reply_without_running_again(
     async with running_agent(echo, settings):
         await publish_task(nc, task, msg_id="first")
         (reply,) = await next_replies(nc, "echo", 1)
-        await publish_task(nc, task, msg_id="second")  # same task id, new stream message
+        # The same task id as a new stream message, marked as a re-publish (as the coordinator
+        # marks recovery): the agent answers from its record.
+        await nc.jetstream().publish(
+            "bus.task.echo",
+            codec.encode(task),
+            headers={"Nats-Msg-Id": "second", "Bus-Redispatch": "1"},
+        )
         await work_queue_empty(nc)
     assert reply.output == {"text": "hello once"}
     assert lines(effects, "greet") == ["once"]

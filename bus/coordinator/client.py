@@ -26,6 +26,7 @@ from bus.coordinator.notices import STEP, StepNotice
 from bus.coordinator.registry import TopologyRegistry, UnknownTopologyError
 from bus.deadletter import SUBJECT, DeadLetter, from_headers
 from bus.errors import ConfigError, NoAgentError, PermanentError, TransientError
+from bus.messages import REPLAY_HEADER
 from bus.observability.tracing import new_traceparent
 from bus.settings import Settings
 from bus.subjects import Subjects
@@ -38,7 +39,7 @@ from bus.workflow.loader import SUFFIXES, load_topology
 from bus.workflow.records import RunRecord
 from bus.workflow.topology import Topology
 
-REPLAY = "Bus-Replay"
+REPLAY = REPLAY_HEADER
 POLL = 2.0
 REQUEST_TIMEOUT = 10.0
 

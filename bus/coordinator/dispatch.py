@@ -15,7 +15,7 @@ import structlog
 from bus import codec
 from bus.coordinator.notices import STEP, StepNotice
 from bus.errors import TransientError
-from bus.messages import Task
+from bus.messages import REDISPATCH_HEADER, Task
 from bus.subjects import Subjects
 from bus.transport.wire import Wire
 from bus.workflow.records import RunRecord
@@ -34,22 +34,27 @@ class Dispatcher:
         self._wire = wire
         self._subjects = subjects
 
-    async def send(self, tasks: Sequence[Task]) -> None:
+    async def send(self, tasks: Sequence[Task], *, again: bool = False) -> None:
         """Publish every task and wait until the stream stored each (in parallel).
+
+        ``again`` marks tasks published before under the same id (recovery, repair), so the
+        agent checks its idempotency record before running them.
 
         Raises:
             TransientError: a task could not be stored; the caller must not ack what led to
                 it, so the same tasks are dispatched again later.
         """
         if len(tasks) == 1:
-            await self._send_one(tasks[0])
+            await self._send_one(tasks[0], again)
             return
         async with anyio.create_task_group() as tg:
             for task in tasks:
-                tg.start_soon(self._send_one, task)
+                tg.start_soon(self._send_one, task, again)
 
-    async def _send_one(self, task: Task) -> None:
+    async def _send_one(self, task: Task, again: bool = False) -> None:
         headers = dict(_MSGPACK)
+        if again:
+            headers[REDISPATCH_HEADER] = "1"
         if task.trace:
             headers["traceparent"] = task.trace
         await self._wire.persist(

@@ -229,7 +229,7 @@ class Engine:
         tasks = interpreter.current_tasks(topology, record, now=self._clock())
         if tasks:
             log.debug("tasks published again", run_id=record.run_id, tasks=len(tasks))
-            await self._dispatcher.send(tasks)
+            await self._dispatcher.send(tasks, again=True)
 
     async def _topology_of(self, run_id: str) -> Topology:
         stored = await self.store.peek(run_id)

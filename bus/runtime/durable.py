@@ -20,7 +20,14 @@ from anyio.abc import TaskGroup
 from bus import codec
 from bus.deadletter import Reason
 from bus.errors import InvalidInputError, TransientError, is_retryable
-from bus.messages import ErrorInfo, Reply, Task, error_reply
+from bus.messages import (
+    REDISPATCH_HEADER,
+    REPLAY_HEADER,
+    ErrorInfo,
+    Reply,
+    Task,
+    error_reply,
+)
 from bus.middleware.idempotency import IdempotencyStore
 from bus.runtime.cancel import CancelRegistry
 from bus.runtime.deadletters import DeadLetters
@@ -32,7 +39,6 @@ from bus.transport.wire import Wire
 log = structlog.get_logger("bus.runtime")
 
 CRASH_MARGIN = 3
-REPLAY_HEADER = "Bus-Replay"
 RETRY_PAUSE = 0.25
 
 
@@ -180,8 +186,7 @@ class DurableWorker:
             reply = error_reply(task, ErrorInfo(kind="transient", message=error))
             await self._finish(delivery, task, reply, dead_letter="max_deliver")
             return
-        # `bus dlq replay` marks what it sends again: that is a request to run it anew.
-        if self._idempotency is not None and REPLAY_HEADER not in delivery.headers:
+        if self._idempotency is not None and _may_have_run(delivery):
             try:
                 recorded = await self._idempotency.get(task.id)
             except TransientError as exc:
@@ -273,6 +278,15 @@ class DurableWorker:
             attempts=delivery.delivered,
             content_type=delivery.headers.get("Content-Type"),
         )
+
+
+def _may_have_run(delivery: Delivery) -> bool:
+    """Whether this task id may have run here before: a redelivery, or a re-publish the
+    coordinator marked. A replay (`bus dlq replay`) asks to run it anew either way."""
+    headers = delivery.headers
+    if REPLAY_HEADER in headers:
+        return False
+    return delivery.delivered > 1 or REDISPATCH_HEADER in headers
 
 
 async def _both(first: Awaitable[None], second: Awaitable[None]) -> None:
