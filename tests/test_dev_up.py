@@ -43,6 +43,16 @@ def start_up(tmp_path: Path, marker: str) -> tuple[subprocess.Popen[str], int, s
     return proc, port, {line.split("up: ", 1)[1].strip() for line in lines if "  up: " in line}
 
 
+def reap(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc`` if a failed test left it running, and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
 def wait_gone(marker: str, timeout: float = 30.0) -> list[int]:
     deadline = time.monotonic() + timeout
     while (left := processes_with(marker)) and time.monotonic() < deadline:
@@ -67,12 +77,7 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        reap(proc)
     assert processes_with(f"BUS_UP_TEST={marker}") == []
 
 
@@ -86,10 +91,5 @@ def test_a_killed_bus_up_leaves_nothing_behind(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGKILL)  # no chance to stop anything itself
         proc.wait(10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        reap(proc)
     assert wait_gone(f"BUS_UP_TEST={marker}") == []
