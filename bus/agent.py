@@ -4,13 +4,13 @@
 >>> @agent.handler
 ... async def plan(request: PlanRequest) -> Plan: ...
 
-Declaring does no I/O; ``bus agent run MODULE:ATTR`` (or ``bus.runtime.serve``) serves it.
+Declaring does no I/O; ``bus agent run MODULE:ATTR`` (or ``bus.runtime.service.AgentService``) serves it.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, get_type_hints, overload
 
 import msgspec
@@ -185,6 +185,3 @@ def _signature(func: Callable[..., Any]) -> tuple[Any, Any, bool]:
     if input_type is CallContext:
         return Any, output_type, True
     return input_type, output_type, False
-
-
-Handler = Callable[..., Awaitable[Any]]

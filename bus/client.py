@@ -131,6 +131,7 @@ def _summarize(name: str, members: list[tuple[dict[str, Any], dict[str, Any]]]) 
     # The runtime's own counts cover direct, durable and event calls; micro's cover direct only.
     requests = sum(int(d.get("calls", 0)) for d in data)
     errors = sum(int(d.get("errors", 0)) for d in data)
+    total_ms = sum(float(d.get("total_ms", 0.0)) for d in data)
     breakers = {d["breaker"].get("state", "") for d in data if isinstance(d.get("breaker"), dict)}
     return AgentSummary(
         name=name,
@@ -139,6 +140,7 @@ def _summarize(name: str, members: list[tuple[dict[str, Any], dict[str, Any]]]) 
         description=info.get("description") or "",
         requests=requests,
         errors=errors,
+        average_ms=round(total_ms / requests, 3) if requests else 0.0,
         breaker=",".join(sorted(b for b in breakers if b)),
         endpoints=info.get("endpoints", []),
         data=data,

@@ -7,7 +7,6 @@ import signal
 import sys
 from typing import Any
 
-from bus import codec
 from bus.cli.common import (
     add_connection_flags,
     add_output_flags,
@@ -16,7 +15,7 @@ from bus.cli.common import (
     run_async,
     settings_from,
 )
-from bus.errors import ConfigError, PermanentError, error_for_kind
+from bus.errors import ConfigError
 from bus.messages import Reply, new_id
 
 EPILOG_AGENT = """examples:
@@ -295,12 +294,3 @@ def cmd_agents(args: argparse.Namespace) -> int:
             f"{a.breaker or '-'}"
         )
     return 0
-
-
-def raise_for_reply(reply: Reply) -> Any:
-    """The output of ``reply``, or its error raised as our exception."""
-    if reply.error is not None:
-        raise error_for_kind(reply.error.kind, reply.error.message)
-    if reply.status != "ok":
-        raise PermanentError("reply without output")
-    return codec.to_builtins(reply.output)

@@ -16,6 +16,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from bus import codec
+from bus.deadletter import Reason
 from bus.errors import InvalidInputError
 from bus.messages import Event, Task
 from bus.runtime.deadletters import DeadLetters
@@ -23,6 +24,9 @@ from bus.runtime.handlers import HandlerRuntime
 from bus.transport.consumer import Delivery, PullConsumer
 
 log = structlog.get_logger("bus.runtime")
+
+# Why an event handler gave up, by the kind of its last error (retryable kinds: max_deliver).
+_REASONS: dict[str, Reason] = {"invalid_input": "invalid_input", "permanent": "permanent"}
 
 
 def decode_event(subject: str, data: bytes, headers: dict[str, str], prefix: str) -> Event:
@@ -107,13 +111,13 @@ class EventWorker:
             await delivery.nak(ctx.retry_delay)
             return
         if reply.error is not None:
-            reason = "invalid_input" if reply.error.kind == "invalid_input" else "max_deliver"
-            if reply.error.kind in ("permanent",):
-                reason = "permanent"
+            reason = _REASONS.get(reply.error.kind, "max_deliver")
             await self._dead_letter(delivery, reason, reply.error.message, event.id)
         await delivery.ack()
 
-    async def _dead_letter(self, delivery: Delivery, reason: Any, error: str, task_id: str) -> None:
+    async def _dead_letter(
+        self, delivery: Delivery, reason: Reason, error: str, task_id: str
+    ) -> None:
         await self._dead_letters.send(
             delivery.data,
             reason=reason,

@@ -9,7 +9,6 @@ A watchdog recreates the pull subscription when fetches keep failing or after a 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Sequence
 
 import anyio
@@ -98,7 +97,6 @@ class PullConsumer:
         self._sub: object | None = None
         self._failures = 0
         self._reconnects_seen = 0
-        self.last_fetch = time.monotonic()
 
     def _config(self) -> ConsumerConfig:
         subjects = list(self.spec.subjects)
@@ -133,7 +131,6 @@ class PullConsumer:
         try:
             msgs = await self._sub.fetch(batch, timeout=wait)  # type: ignore[union-attr]
         except (nats.errors.TimeoutError, TimeoutError):
-            self.last_fetch = time.monotonic()
             return ()
         except (nats.errors.Error, OSError) as exc:
             self._failures += 1
@@ -143,7 +140,6 @@ class PullConsumer:
             await anyio.sleep(min(0.1 * self._failures, 1.0))
             return ()
         self._failures = 0
-        self.last_fetch = time.monotonic()
         return [Delivery(m) for m in msgs]
 
     async def _recreate(self) -> None:
