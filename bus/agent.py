@@ -4,7 +4,8 @@
 >>> @agent.handler
 ... async def plan(request: PlanRequest) -> Plan: ...
 
-Declaring does no I/O; ``bus agent run MODULE:ATTR`` (or ``bus.runtime.service.AgentService``) serves it.
+Declaring does no I/O; ``bus agent run MODULE:ATTR`` (or
+``bus.runtime.service.AgentService``) serves it.
 """
 
 from __future__ import annotations
