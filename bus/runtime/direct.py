@@ -7,7 +7,6 @@ application/json``); the answer is a ``Reply`` in the same encoding. Optional he
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -19,6 +18,7 @@ from bus.errors import InvalidInputError
 from bus.messages import ErrorInfo, Reply, Task, error_reply, new_id
 from bus.runtime.deadletters import DeadLetters
 from bus.runtime.handlers import HandlerRuntime
+from bus.runtime.workpool import WorkPool
 from bus.transport.wire import Inbound
 
 log = structlog.get_logger("bus.runtime")
@@ -50,26 +50,19 @@ class DirectServer:
         self._handlers = handlers
         self._default = next(iter(handlers.values()))
         self._dead_letters = dead_letters
-        self._concurrency = concurrency
-        self._queue: asyncio.Queue[Inbound | None] = asyncio.Queue(concurrency)
+        self._pool = WorkPool(self._serve, workers=concurrency, capacity=max(64, 4 * concurrency))
         self._max_input = max_input_bytes
 
     def start(self, task_group: TaskGroup) -> None:
         """Start the workers in ``task_group``."""
-        for _ in range(self._concurrency):
-            task_group.start_soon(self._work)
+        self._pool.start(task_group)
 
     async def close(self) -> None:
         """Let the workers finish what is queued, then stop."""
-        for _ in range(self._concurrency):
-            await self._queue.put(None)
+        await self._pool.close()
 
     async def on_request(self, msg: Inbound) -> None:
-        await self._queue.put(msg)
-
-    async def _work(self) -> None:
-        while (msg := await self._queue.get()) is not None:
-            await self._serve(msg)
+        await self._pool.put(msg)
 
     async def _serve(self, msg: Inbound) -> None:
         try:

@@ -1,0 +1,104 @@
+"""The worker pool behind direct requests: bounded concurrency, nothing dropped, back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+
+from bus.runtime.workpool import WorkPool
+
+
+async def test_every_item_is_served_once_and_close_waits_for_the_queue() -> None:
+    served: list[int] = []
+
+    async def serve(item: int) -> None:
+        if item % 3 == 0:
+            await asyncio.sleep(0)  # some items suspend, most finish at once
+        served.append(item)
+
+    pool: WorkPool[int] = WorkPool(serve, workers=4, capacity=1000)
+    async with anyio.create_task_group() as tg:
+        pool.start(tg)
+        for i in range(500):
+            await pool.put(i)
+        await pool.close()
+    assert sorted(served) == list(range(500))
+
+
+async def test_no_more_than_workers_items_run_at_once() -> None:
+    running = peak = 0
+    release = asyncio.Event()
+
+    async def serve(_: int) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await release.wait()
+        running -= 1
+
+    pool: WorkPool[int] = WorkPool(serve, workers=3, capacity=100)
+    async with anyio.create_task_group() as tg:
+        pool.start(tg)
+        for i in range(10):
+            await pool.put(i)
+        while running < 3:
+            await asyncio.sleep(0)
+        for _ in range(20):  # give a fourth worker every chance to start
+            await asyncio.sleep(0)
+        assert running == peak == 3
+        release.set()
+        await pool.close()
+    assert running == 0
+
+
+async def test_a_blocked_item_does_not_hold_up_the_next() -> None:
+    first_blocked = asyncio.Event()
+    second_done = asyncio.Event()
+
+    async def serve(item: int) -> None:
+        if item == 1:
+            first_blocked.set()
+            await second_done.wait()  # only finishes if another worker serves item 2
+        else:
+            second_done.set()
+
+    pool: WorkPool[int] = WorkPool(serve, workers=2, capacity=10)
+    async with anyio.create_task_group() as tg:
+        pool.start(tg)
+        for _ in range(5):  # both workers start and go idle
+            await asyncio.sleep(0)
+        await pool.put(1)  # wakes one worker; the second put wakes none
+
+        await pool.put(2)
+        with anyio.fail_after(5):
+            await second_done.wait()
+        await pool.close()
+
+
+async def test_put_waits_while_the_queue_is_full() -> None:
+    release = asyncio.Event()
+    taken = asyncio.Event()
+    served: list[int] = []
+
+    async def serve(item: int) -> None:
+        taken.set()
+        await release.wait()
+        served.append(item)
+
+    pool: WorkPool[int] = WorkPool(serve, workers=1, capacity=2)
+    async with anyio.create_task_group() as tg:
+        pool.start(tg)
+        await pool.put(0)  # taken by the worker, which blocks
+        await taken.wait()
+        await pool.put(1)
+        await pool.put(2)  # the queue now holds 2: full
+        third = asyncio.ensure_future(pool.put(3))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not third.done()
+        release.set()
+        with anyio.fail_after(5):
+            await third
+        await pool.close()
+    assert served == [0, 1, 2, 3]
