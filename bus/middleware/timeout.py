@@ -7,7 +7,7 @@ import time
 
 from bus.messages import ErrorInfo, Reply, error_reply
 from bus.middleware.context import CallContext, Middleware, Next
-from bus.middleware.deadlines import watchdog
+from bus.middleware.deadlines import current_task, watchdog
 
 
 def timeout(default: float) -> Middleware:
@@ -25,10 +25,7 @@ def timeout(default: float) -> Middleware:
 
     async def timeout_mw(ctx: CallContext, call_next: Next) -> Reply:
         budget = default if ctx.deadline is None else ctx.deadline - time.monotonic()
-        # One lookup of the running loop: on Python 3.11 each one is a getpid() syscall.
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
-        assert task is not None
+        task, loop = current_task()
         dog = watchdog(loop)
         token = dog.watch(task, loop.time() + budget)
         try:
