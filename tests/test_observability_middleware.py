@@ -20,6 +20,7 @@ from bus.messages import ErrorInfo, Reply, Task, error_reply, ok_reply
 from bus.middleware.chain import build_chain
 from bus.middleware.context import CallContext, Mode, Next
 from bus.middleware.retry import retry
+from bus.observability.logs import task_fields
 from bus.observability.metrics import Metrics
 from bus.observability.middleware import observe
 from bus.observability.stats import LatencyWindow
@@ -149,7 +150,7 @@ async def test_context_is_bound_during_the_call_and_cleared_after() -> None:
     seen: dict[str, Any] = {}
 
     async def look(ctx: CallContext) -> Reply:
-        seen.update(structlog.contextvars.get_contextvars())
+        seen.update(task_fields())
         return ok_reply(ctx.task, None)
 
     await build_chain([observe(None)], look)(make_ctx(attempt=2))
@@ -161,7 +162,7 @@ async def test_context_is_bound_during_the_call_and_cleared_after() -> None:
         "task_id": "run-1/1.then.0/2",
         "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
     }
-    assert structlog.contextvars.get_contextvars() == {}
+    assert task_fields() == {}
 
 
 async def test_logs_start_finish_and_failure() -> None:

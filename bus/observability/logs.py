@@ -1,10 +1,12 @@
 """One structlog configuration for every entry point (the library never configures on import).
 
 JSON lines when the stream is not a terminal, readable colour when it is. Task fields
-(``run_id``, ``step``, ``agent``, ``attempt``, ``task_id``, ``trace_id``) are bound in
-contextvars by the outermost middleware (``bus.observability.middleware.observe``), so every
-line logged during a call carries them. Records from the standard ``logging`` module (nats-py,
-asyncio) are rendered the same way, so a process writes one format only.
+(``run_id``, ``step``, ``agent``, ``attempt``, ``task_id``, ``trace_id``) are set for the
+length of each call by the outermost middleware (``bus.observability.middleware.observe``) and
+added to every line by the ``add_task_fields`` processor, so every line logged during a call
+carries them (a program that configures structlog itself adds that processor). Records from
+the standard ``logging`` module (nats-py, asyncio) are rendered the same way, so a process
+writes one format only.
 
 A JSON line looks like::
 
@@ -22,10 +24,13 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any, TextIO, cast
+from contextvars import ContextVar
+from typing import Any, NamedTuple, TextIO, cast
 
 import msgspec
 import structlog
+
+from bus.observability.tracing import trace_id_of
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -34,6 +39,48 @@ LEVELS = {
     "error": logging.ERROR,
 }
 FORMATS = ("json", "console")
+
+
+class TaskFields(NamedTuple):
+    """The task a call is serving, as its log lines name it."""
+
+    run_id: str
+    step: str
+    agent: str
+    attempt: int
+    task_id: str
+    traceparent: str
+
+
+current_task: ContextVar[TaskFields | None] = ContextVar("bus_current_task", default=None)
+"""Set by ``observe`` for the length of a handler call.
+
+One variable rather than one per field (structlog's ``bind_contextvars``): a call sets and
+resets it once, and the fields are spelled out only when a line is actually written.
+"""
+
+
+def task_fields() -> dict[str, Any]:
+    """The task fields of the call in progress (empty outside a call)."""
+    fields = current_task.get()
+    if fields is None:
+        return {}
+    return {
+        "run_id": fields.run_id,
+        "step": fields.step,
+        "agent": fields.agent,
+        "attempt": fields.attempt,
+        "task_id": fields.task_id,
+        "trace_id": trace_id_of(fields.traceparent) if fields.traceparent else "",
+    }
+
+
+def add_task_fields(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: the task fields of the call in progress (see ``task_fields``)."""
+    if current_task.get() is not None:
+        for key, value in task_fields().items():
+            event_dict.setdefault(key, value)
+    return event_dict
 
 
 def configure_logging(
@@ -67,6 +114,7 @@ def configure_logging(
 
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_task_fields,
         structlog.processors.add_log_level,
         UtcTimestamper(),
         structlog.processors.StackInfoRenderer(),
