@@ -47,15 +47,17 @@ def registry() -> CollectorRegistry:
 
 
 async def test_metrics_serves_the_registry(registry: CollectorRegistry) -> None:
-    Metrics(registry).messages.labels("planner", "ok").inc(5)
+    calls = Metrics(registry).calls("planner")
+    for _ in range(5):
+        calls.record("ok", 0.01)
     async with serving(registry) as url, httpx.AsyncClient() as client:
         response = await client.get(f"{url}/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     families = {f.name: f for f in text_string_to_metric_families(response.text)}
-    (ok,) = [s for s in families["bus_messages"].samples if s.name == "bus_messages_total"]
-    assert ok.labels == {"agent": "planner", "outcome": "ok"}
-    assert ok.value == 5
+    counts = {s.labels["outcome"]: s.value for s in families["bus_messages"].samples}
+    assert counts["ok"] == 5
+    assert counts["permanent"] == 0
 
 
 async def test_metrics_speaks_openmetrics_when_asked(registry: CollectorRegistry) -> None:
@@ -116,7 +118,7 @@ async def test_a_busy_port_is_an_oserror(registry: CollectorRegistry) -> None:
 async def test_scraped_exposition_passes_promtool(registry: CollectorRegistry) -> None:
     metrics = Metrics(registry)
     metrics.init_agent("tester")
-    metrics.handler_seconds.labels("tester").observe(0.2)
+    metrics.calls("tester").record("ok", 0.2)
     metrics.run_changed("review", "completed", 3.0)
     async with serving(registry) as url, httpx.AsyncClient() as client:
         response = await client.get(f"{url}/metrics")

@@ -105,12 +105,29 @@ def test_dlq_rejections_and_ratelimit_waits(registry: CollectorRegistry) -> None
 
 def test_handler_buckets_span_half_a_millisecond_to_a_minute(registry: CollectorRegistry) -> None:
     metrics = Metrics(registry)
-    metrics.handler_seconds.labels("planner").observe(0.0004)
-    metrics.handler_seconds.labels("planner").observe(59.0)
+    metrics.calls("planner").record("ok", 0.0004)
+    metrics.calls("planner").record("ok", 59.0)
     get = registry.get_sample_value
     assert get("bus_handler_seconds_bucket", {"agent": "planner", "le": "0.0005"}) == 1
     assert get("bus_handler_seconds_bucket", {"agent": "planner", "le": "30.0"}) == 1
     assert get("bus_handler_seconds_bucket", {"agent": "planner", "le": "60.0"}) == 2
+
+
+def test_a_call_on_a_bucket_bound_counts_in_that_bucket(registry: CollectorRegistry) -> None:
+    calls = Metrics(registry).calls("planner")
+    calls.record("ok", 0.005)
+    calls.record("timeout", 0.0051)
+    calls.record("brand_new_kind", 1000.0)  # beyond every bound: only +Inf
+    get = registry.get_sample_value
+    assert get("bus_handler_seconds_bucket", {"agent": "planner", "le": "0.0025"}) == 0
+    assert get("bus_handler_seconds_bucket", {"agent": "planner", "le": "0.005"}) == 1
+    assert get("bus_handler_seconds_bucket", {"agent": "planner", "le": "0.01"}) == 2
+    assert get("bus_handler_seconds_bucket", {"agent": "planner", "le": "60.0"}) == 2
+    assert get("bus_handler_seconds_bucket", {"agent": "planner", "le": "+Inf"}) == 3
+    assert get("bus_handler_seconds_count", {"agent": "planner"}) == 3
+    assert get("bus_handler_seconds_sum", {"agent": "planner"}) == 0.005 + 0.0051 + 1000.0
+    assert get("bus_messages_total", {"agent": "planner", "outcome": "timeout"}) == 1
+    assert get("bus_messages_total", {"agent": "planner", "outcome": "brand_new_kind"}) == 1
 
 
 def test_two_registries_are_independent() -> None:
@@ -142,8 +159,8 @@ def test_exposition_passes_promtool(registry: CollectorRegistry) -> None:
     metrics = Metrics(registry)
     for agent in ("planner", "rule-reviewer"):
         metrics.init_agent(agent)
-        metrics.messages.labels(agent, "ok").inc(3)
-        metrics.handler_seconds.labels(agent).observe(0.02)
+        for _ in range(3):
+            metrics.calls(agent).record("ok", 0.02)
         metrics.dead_lettered(agent, "max_deliver")
     metrics.run_changed("review", "completed", 2.0)
     metrics.transition_rejected("late")

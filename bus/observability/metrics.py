@@ -30,9 +30,13 @@ from small fixed sets. Never a run id or task id.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
+from collections.abc import Iterator
 from typing import ClassVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 OUTCOMES = (
     "ok",
@@ -57,6 +61,60 @@ RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+class HandlerCalls:
+    """One agent's handler calls: counts by outcome and a latency histogram, lock-free.
+
+    Counted once per call on the hot path, so plain integers instead of prometheus-client
+    children (which take a lock per increment and walk the buckets in Python); ``Metrics``
+    exposes them as ``bus_messages_total`` and ``bus_handler_seconds``. Calls are counted
+    from the event loop's thread; a scrape reads the numbers from another thread, which the
+    GIL makes safe.
+    """
+
+    __slots__ = ("buckets", "outcomes", "seconds")
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self.buckets = [0] * (len(HANDLER_BUCKETS) + 1)  # the last one is +Inf
+        self.seconds = 0.0
+
+    def record(self, outcome: str, seconds: float) -> None:
+        """One call that ended with ``outcome`` (``ok`` or an error kind) after ``seconds``."""
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        self.buckets[bisect_left(HANDLER_BUCKETS, seconds)] += 1
+        self.seconds += seconds
+
+
+class _HandlerCallsCollector(Collector):
+    def __init__(self, calls: dict[str, HandlerCalls]) -> None:
+        self._calls = calls
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("bus_messages", _MESSAGES_HELP, labels=["agent", "outcome"])
+        yield HistogramMetricFamily("bus_handler_seconds", _SECONDS_HELP, labels=["agent"])
+
+    def collect(self) -> Iterator[Metric]:
+        messages = CounterMetricFamily("bus_messages", _MESSAGES_HELP, labels=["agent", "outcome"])
+        seconds = HistogramMetricFamily("bus_handler_seconds", _SECONDS_HELP, labels=["agent"])
+        for agent, calls in list(self._calls.items()):
+            for outcome, count in list(calls.outcomes.items()):
+                messages.add_metric([agent, outcome], count)
+            cumulative, buckets = 0, []
+            for bound, count in zip(_BOUNDS, list(calls.buckets), strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            seconds.add_metric([agent], buckets, calls.seconds)
+        yield messages
+        yield seconds
+
+
+_MESSAGES_HELP = "Handler calls by outcome."
+_SECONDS_HELP = "Seconds a call spent in the handler chain."
+
+
+_BOUNDS = (*(repr(bound) for bound in HANDLER_BUCKETS), "+Inf")
+
+
 class Metrics:
     """Every bus metric, registered on one ``CollectorRegistry``.
 
@@ -75,16 +133,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         r = registry
-        self.messages = Counter(
-            "bus_messages_total", "Handler calls by outcome.", ["agent", "outcome"], registry=r
-        )
-        self.handler_seconds = Histogram(
-            "bus_handler_seconds",
-            "Seconds a call spent in the handler chain.",
-            ["agent"],
-            buckets=HANDLER_BUCKETS,
-            registry=r,
-        )
+        self._calls: dict[str, HandlerCalls] = {}
+        r.register(_HandlerCallsCollector(self._calls))
         self.retries = Counter("bus_retries_total", "Retry attempts.", ["agent"], registry=r)
         self.breaker_state = Gauge(
             "bus_breaker_state",
@@ -135,11 +185,17 @@ class Metrics:
             return cls._default
 
     # -- agents ---------------------------------------------------------------------------
+    def calls(self, agent: str) -> HandlerCalls:
+        """Where ``agent``'s handler calls are counted (``bus_messages_total``,
+        ``bus_handler_seconds``)."""
+        found = self._calls.get(agent)
+        if found is None:
+            found = self._calls[agent] = HandlerCalls()
+        return found
+
     def init_agent(self, agent: str) -> None:
         """Create an agent's series at zero, so rates exist before the first call."""
-        for outcome in OUTCOMES:
-            self.messages.labels(agent, outcome)
-        self.handler_seconds.labels(agent)
+        self.calls(agent)
         self.retries.labels(agent)
         self.breaker_state.labels(agent).set(0)
         self.ratelimit_wait.labels(agent)
