@@ -16,8 +16,7 @@ The order, outer to inner, and why:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import partial
+from collections.abc import Awaitable, Sequence
 
 from bus.messages import Reply
 from bus.middleware.context import CallContext, Middleware, Next
@@ -27,9 +26,14 @@ def build_chain(middleware: Sequence[Middleware], handler: Next) -> Next:
     """Wrap ``handler`` in ``middleware`` (outermost first); built once, then reused."""
     call: Next = handler
     for mw in reversed(middleware):
-        call = partial(_invoke, mw, call)
+        call = _bind(mw, call)
     return call
 
 
-async def _invoke(mw: Middleware, call_next: Next, ctx: CallContext) -> Reply:
-    return await mw(ctx, call_next)
+def _bind(mw: Middleware, call_next: Next) -> Next:
+    # A plain function handing back the middleware's coroutine: a layer costs one coroutine,
+    # not two (an ``async def`` wrapper awaiting it would add a frame per layer per call).
+    def call(ctx: CallContext) -> Awaitable[Reply]:
+        return mw(ctx, call_next)
+
+    return call

@@ -46,7 +46,6 @@ class CallContext:
         "mode",
         "progress",
         "retry_delay",
-        "started",
         "task",
         "version",
     )
@@ -76,7 +75,6 @@ class CallContext:
         self.retry_delay: float | None = None
         self.admitted = False
         self.progress = progress or _no_progress
-        self.started = time.monotonic()
         self.extra: dict[str, Any] = {}
 
     def remaining(self, now: float | None = None) -> float | None:
