@@ -26,22 +26,23 @@ class Watchdog:
         self._ids = itertools.count()
         self._armed = False
 
-    def watch(self, task: asyncio.Task[object], deadline: float) -> int:
-        """Start watching ``task``; returns the token for ``expired`` and ``forget``."""
+    def watch(self, task: asyncio.Task[object], seconds: float) -> int:
+        """Cancel ``task`` if it is still watched ``seconds`` from now; returns the token for
+        ``forget``."""
         token = next(self._ids)
-        self._calls[token] = (task, deadline)
+        self._calls[token] = (task, self._loop.time() + seconds)
         if not self._armed:
             self._armed = True
             self._loop.call_at(self._loop.time() + TICK, self._tick)
         return token
 
-    def expired(self, token: int) -> bool:
-        """Whether this watchdog cancelled the call of ``token``."""
-        return token in self._expired
-
-    def forget(self, token: int) -> None:
-        self._calls.pop(token, None)
-        self._expired.discard(token)
+    def forget(self, token: int) -> bool:
+        """Stop watching the call of ``token``; returns whether this watchdog cancelled it."""
+        del self._calls[token]
+        if self._expired and token in self._expired:
+            self._expired.discard(token)
+            return True
+        return False
 
     def _tick(self) -> None:
         now = self._loop.time()
@@ -69,26 +70,26 @@ def watchdog(loop: asyncio.AbstractEventLoop | None = None) -> Watchdog:
     return found
 
 
-class _LoopCache(threading.local):
-    loop: asyncio.AbstractEventLoop | None = None
+class _LastSeen(threading.local):
+    dog: Watchdog | None = None
 
 
-_last_loop = _LoopCache()
+_last_seen = _LastSeen()
 
 
-def current_task() -> tuple[asyncio.Task[object], asyncio.AbstractEventLoop]:
-    """The running task and its loop, without a running-loop lookup on the hot path.
+def running_watchdog() -> tuple[asyncio.Task[object], Watchdog]:
+    """The running task and its loop's watchdog, without a running-loop lookup.
 
     On Python 3.11 ``asyncio.get_running_loop()`` is a ``getpid()`` syscall, the dearest line
-    of a fast call. The loop last seen in this thread is tried first: a loop that is not
+    of a fast call. The watchdog last used in this thread is tried first: a loop that is not
     running has no current task, so a stale guess is noticed and replaced.
     """
-    loop = _last_loop.loop
-    task = asyncio.current_task(loop) if loop is not None else None
-    if task is None:
-        loop = _last_loop.loop = asyncio.get_running_loop()
+    dog = _last_seen.dog
+    task = asyncio.current_task(dog._loop) if dog is not None else None
+    if task is None or dog is None:
+        loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("not called from an asyncio task")
-    assert loop is not None
-    return task, loop
+        dog = _last_seen.dog = watchdog(loop)
+    return task, dog

@@ -7,7 +7,7 @@ import time
 
 from bus.messages import ErrorInfo, Reply, error_reply
 from bus.middleware.context import CallContext, Middleware, Next
-from bus.middleware.deadlines import current_task, watchdog
+from bus.middleware.deadlines import running_watchdog
 
 
 def timeout(default: float) -> Middleware:
@@ -25,24 +25,23 @@ def timeout(default: float) -> Middleware:
 
     async def timeout_mw(ctx: CallContext, call_next: Next) -> Reply:
         budget = default if ctx.deadline is None else ctx.deadline - time.monotonic()
-        task, loop = current_task()
-        dog = watchdog(loop)
-        token = dog.watch(task, loop.time() + budget)
+        task, dog = running_watchdog()
+        token = dog.watch(task, budget)
         try:
             reply = await call_next(ctx)
         except asyncio.CancelledError:
-            if not dog.expired(token):  # cancelled from outside: not ours to relabel
+            if not dog.forget(token):  # cancelled from outside: not ours to relabel
                 raise
             task.uncancel()
             message = (
                 "deadline passed" if ctx.deadline is not None else f"timed out after {default:g} s"
             )
             return error_reply(ctx.task, ErrorInfo("timeout", message, "BusTimeoutError"))
-        else:
-            if dog.expired(token):  # the handler swallowed our cancellation: settle the count
-                task.uncancel()
-            return reply
-        finally:
+        except BaseException:
             dog.forget(token)
+            raise
+        if dog.forget(token):  # the handler swallowed our cancellation: settle the count
+            task.uncancel()
+        return reply
 
     return timeout_mw
