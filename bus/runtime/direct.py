@@ -25,6 +25,8 @@ log = structlog.get_logger("bus.runtime")
 
 HANDLER_HEADER = "Bus-Handler"
 TIMEOUT_HEADER = "Bus-Timeout"
+_NO_HEADERS: dict[str, str] = {}
+_JSON_HEADERS = {"Content-Type": codec.JSON}  # read only, by nats-py
 
 
 class DirectServer:
@@ -66,22 +68,21 @@ class DirectServer:
 
     async def _serve(self, msg: Inbound) -> None:
         try:
-            reply = await self._answer(msg)
             ctype = codec.content_type(msg.headers)
-            headers = {"Content-Type": codec.JSON} if codec.is_json(ctype) else None
-            await msg.respond(codec.encode(reply, ctype), headers)
+            reply = await self._answer(msg, msg.headers or _NO_HEADERS, ctype)
+            json = codec.is_json(ctype)
+            await msg.respond(codec.encode(reply, ctype), _JSON_HEADERS if json else None)
         except Exception:
             log.exception("direct request failed outside the handler chain")
 
-    async def _answer(self, msg: Inbound) -> Reply:
-        headers = msg.headers or {}
+    async def _answer(self, msg: Inbound, headers: dict[str, str], ctype: str) -> Reply:
         task_id = headers.get("Nats-Msg-Id") or new_id()
         handler = self._handler_for(msg.subject, headers)
         try:
             task = Task(
                 id=task_id,
                 agent=self._agent,
-                input=self._decode(msg),
+                input=self._decode(msg, ctype),
                 trace=headers.get("traceparent", ""),
                 deadline=_deadline(headers.get(TIMEOUT_HEADER)),
                 handler=handler.spec.name,
@@ -97,17 +98,20 @@ class DirectServer:
 
     def _handler_for(self, subject: str, headers: dict[str, str]) -> HandlerRuntime:
         # The default handler answers on bus.agent.<name>, the others on bus.agent.<name>.<h>.
-        name = headers.get(HANDLER_HEADER) or subject[len(self._subject) + 1 :]
+        name = headers.get(HANDLER_HEADER)
+        if name is None and subject == self._subject:
+            return self._default
+        name = name or subject[len(self._subject) + 1 :]
         return self._handlers.get(name) or self._default
 
-    def _decode(self, msg: Inbound) -> Any:
+    def _decode(self, msg: Inbound, ctype: str) -> Any:
         if len(msg.data) > self._max_input:
             raise InvalidInputError(
                 f"payload of {len(msg.data)} bytes exceeds the limit of {self._max_input} bytes"
             )
         if not msg.data:
             return None
-        return codec.decode(msg.data, Any, codec.content_type(msg.headers))
+        return codec.decode(msg.data, Any, ctype)
 
     async def _dead_letter(self, msg: Inbound, task_id: str, error: str) -> None:
         headers = msg.headers or {}

@@ -56,5 +56,6 @@ class HandlerRuntime:
             deadline=deadline,
             progress=progress,
         )
-        ctx.admitted = admitted
+        if admitted:
+            ctx.admitted = True
         return await self.chain(ctx), ctx
