@@ -27,14 +27,13 @@ def handler_adapter(spec: HandlerSpec) -> Next:
     """
     takes_nothing = not spec.takes_context and not _parameters(spec)
 
-    async def run(arg: Any) -> Any:
-        args = () if takes_nothing else (arg,)
-        if spec.is_async:
-            return await spec.func(*args)
+    async def in_thread(*args: Any) -> Any:
         result = await anyio.to_thread.run_sync(spec.func, *args, abandon_on_cancel=True)
         if inspect.isawaitable(result):
             return await result
         return result
+
+    run = spec.func if spec.is_async else in_thread
 
     async def call(ctx: CallContext) -> Reply:
         started = time.perf_counter()
@@ -43,7 +42,10 @@ def handler_adapter(spec: HandlerSpec) -> Next:
         except InvalidInputError as exc:
             return error_reply(ctx.task, error_info(exc), duration_ms=_ms(started))
         try:
-            result = await run(ctx if spec.takes_context else ctx.input)
+            if takes_nothing:
+                result = await run()
+            else:
+                result = await run(ctx if spec.takes_context else ctx.input)
             output = codec.to_builtins(result)
         except Exception as exc:
             return error_reply(ctx.task, error_info(exc), duration_ms=_ms(started))

@@ -91,7 +91,7 @@ class DirectServer:
             await self._dead_letter(msg, task_id, str(exc))
             bad = Task(id=task_id, agent=self._agent)
             return error_reply(bad, ErrorInfo(kind="invalid_input", message=str(exc)))
-        reply, _ = await handler.call(task, mode="direct")
+        reply = await handler.chain(handler.context(task, mode="direct"))
         if reply.error is not None and reply.error.kind == "invalid_input":
             await self._dead_letter(msg, task_id, reply.error.message)
         return reply

@@ -32,7 +32,7 @@ class HandlerRuntime:
         retry = spec.options.retry
         self.max_attempts = retry.attempts if retry is not None else 1
 
-    async def call(
+    def context(
         self,
         task: Task,
         *,
@@ -40,8 +40,8 @@ class HandlerRuntime:
         attempt: int = 1,
         progress: Callable[[], Awaitable[None]] | None = None,
         admitted: bool = False,
-    ) -> tuple[Reply, CallContext]:
-        """Run the chain for ``task``; the context says whether to retry later (durable)."""
+    ) -> CallContext:
+        """The context of one call of ``task``, for ``chain``."""
         deadline = None
         if task.deadline:
             deadline = time.monotonic() + (task.deadline - time.time())
@@ -58,4 +58,17 @@ class HandlerRuntime:
         )
         if admitted:
             ctx.admitted = True
+        return ctx
+
+    async def call(
+        self,
+        task: Task,
+        *,
+        mode: Mode,
+        attempt: int = 1,
+        progress: Callable[[], Awaitable[None]] | None = None,
+        admitted: bool = False,
+    ) -> tuple[Reply, CallContext]:
+        """Run the chain for ``task``; the context says whether to retry later (durable)."""
+        ctx = self.context(task, mode=mode, attempt=attempt, progress=progress, admitted=admitted)
         return await self.chain(ctx), ctx
