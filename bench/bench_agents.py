@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 import msgspec
 
@@ -83,6 +84,44 @@ async def bare_responder(url: str, subject: str) -> None:
     await asyncio.Event().wait()
 
 
+nochain = Agent("bench-nochain", version="1")
+
+
+@nochain.handler
+async def nochain_pong(ping: Ping) -> Pong:
+    return Pong(n=ping.n, text=ping.text)
+
+
+def serve_without_chain(url: str) -> None:
+    """``nochain`` served by the bus runtime with an empty chain: the handler adapter alone.
+
+    The difference to ``echo`` (the same runtime with the default chain) is what the chain
+    costs. Only a benchmark does this: a handler without the chain has no error boundary,
+    timeout, metrics or logs.
+    """
+    import anyio
+
+    from bus.middleware.handler import handler_adapter
+    from bus.observability.logs import configure_logging
+    from bus.runtime import handlers
+    from bus.runtime.options import ServeOptions
+    from bus.runtime.process import serve_until_signalled
+    from bus.runtime.service import AgentService
+    from bus.settings import Settings
+
+    def adapter_only(spec: Any, **_: Any) -> Any:
+        return handler_adapter(spec)
+
+    handlers.chain_for = adapter_only  # type: ignore[assignment]
+    configure_logging(level="warning")
+    settings = Settings(servers=(url,), explicit=True)
+    service = AgentService(nochain, settings, ServeOptions(durable=False))
+    anyio.run(serve_until_signalled, service)
+
+
 if __name__ == "__main__":
-    responder = bare_responder if sys.argv[3:] == ["bare"] else raw_responder
-    asyncio.run(responder(sys.argv[1], sys.argv[2]))
+    if sys.argv[2:] == ["nochain"]:
+        serve_without_chain(sys.argv[1])
+    else:
+        responder = bare_responder if sys.argv[3:] == ["bare"] else raw_responder
+        asyncio.run(responder(sys.argv[1], sys.argv[2]))
