@@ -25,12 +25,15 @@ import sys
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any, NamedTuple, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import msgspec
 import structlog
 
 from bus.observability.tracing import trace_id_of
+
+if TYPE_CHECKING:
+    from bus.middleware.context import CallContext
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -41,43 +44,33 @@ LEVELS = {
 FORMATS = ("json", "console")
 
 
-class TaskFields(NamedTuple):
-    """The task a call is serving, as its log lines name it."""
+current_call: ContextVar[CallContext | None] = ContextVar("bus_current_call", default=None)
+"""The handler call in progress, set by ``observe`` for its length.
 
-    run_id: str
-    step: str
-    agent: str
-    attempt: int
-    task_id: str
-    traceparent: str
-
-
-current_task: ContextVar[TaskFields | None] = ContextVar("bus_current_task", default=None)
-"""Set by ``observe`` for the length of a handler call.
-
-One variable rather than one per field (structlog's ``bind_contextvars``): a call sets and
-resets it once, and the fields are spelled out only when a line is actually written.
+One variable holding the call rather than one per field (structlog's ``bind_contextvars``): a
+call sets and resets it once, and the fields are spelled out only when a line is written.
 """
 
 
 def task_fields() -> dict[str, Any]:
     """The task fields of the call in progress (empty outside a call)."""
-    fields = current_task.get()
-    if fields is None:
+    ctx = current_call.get()
+    if ctx is None:
         return {}
+    task = ctx.task
     return {
-        "run_id": fields.run_id,
-        "step": fields.step,
-        "agent": fields.agent,
-        "attempt": fields.attempt,
-        "task_id": fields.task_id,
-        "trace_id": trace_id_of(fields.traceparent) if fields.traceparent else "",
+        "run_id": task.run_id,
+        "step": task.step,
+        "agent": ctx.agent,
+        "attempt": ctx.attempt,
+        "task_id": task.id,
+        "trace_id": trace_id_of(task.trace) if task.trace else "",
     }
 
 
 def add_task_fields(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: the task fields of the call in progress (see ``task_fields``)."""
-    if current_task.get() is not None:
+    if current_call.get() is not None:
         for key, value in task_fields().items():
             event_dict.setdefault(key, value)
     return event_dict

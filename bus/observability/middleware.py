@@ -23,7 +23,7 @@ import structlog
 from bus.messages import Reply, error_info
 from bus.middleware.context import CallContext, Middleware, Next
 from bus.observability import tracing
-from bus.observability.logs import TaskFields, current_task
+from bus.observability.logs import current_call
 from bus.observability.metrics import Metrics
 from bus.observability.stats import LatencyWindow
 
@@ -54,7 +54,7 @@ def observe(
     """The outermost middleware of every chain.
 
     Sets the task fields (``run_id``, ``step``, ``agent``, ``attempt``, ``task_id``,
-    ``trace_id``; see ``bus.observability.logs.current_task``) for the whole call, logs the
+    ``trace_id``; see ``bus.observability.logs.current_call``) for the whole call, logs the
     start (debug), the finish with ``duration_ms`` (info) or the failure with ``error_kind``
     and ``error`` (warning), counts ``bus_messages_total``, ``bus_handler_seconds``, retries,
     cache hits/misses, rate-limit waits and the breaker state, and records the call in
@@ -118,9 +118,7 @@ def observe(
                 info_enabled = enabled(logging.INFO)
                 debug_enabled = enabled(logging.DEBUG)
         task = ctx.task
-        token = current_task.set(
-            TaskFields(task.run_id, task.step, ctx.agent, ctx.attempt, task.id, task.trace)
-        )
+        token = current_call.set(ctx)
         try:
             if debug_enabled:
                 log.debug("task started", mode=ctx.mode)
@@ -138,7 +136,7 @@ def observe(
             with tracing.handler_span(f"{ctx.agent} handle", task.trace, attributes) as span:
                 return await _call(ctx, call_next, start, span)
         finally:
-            current_task.reset(token)
+            current_call.reset(token)
 
     async def _call(ctx: CallContext, call_next: Next, start: float, span: Any) -> Reply:
         try:
