@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--sequential", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; best counts")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; best counts")
     args = parser.parse_args()
     with NatsServer() as server:
         settings = settings_for(server)

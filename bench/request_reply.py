@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000, help="requests at 64 in flight")
     parser.add_argument("--sequential", type=int, default=2000, help="requests one at a time")
     parser.add_argument("--agent", default="bench_agents:echo", help="agent to serve")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; best counts")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; best counts")
     args = parser.parse_args()
     with NatsServer() as server:
         settings = settings_for(server)
