@@ -6,7 +6,7 @@ import asyncio
 
 import anyio
 
-from bus.runtime.workpool import WorkPool
+from bus.workpool import WorkPool
 
 
 async def test_every_item_is_served_once_and_close_waits_for_the_queue() -> None:
@@ -22,7 +22,7 @@ async def test_every_item_is_served_once_and_close_waits_for_the_queue() -> None
         pool.start(tg)
         for i in range(500):
             await pool.put(i)
-        await pool.close()
+        pool.close()
     assert sorted(served) == list(range(500))
 
 
@@ -48,7 +48,7 @@ async def test_no_more_than_workers_items_run_at_once() -> None:
             await asyncio.sleep(0)
         assert running == peak == 3
         release.set()
-        await pool.close()
+        pool.close()
     assert running == 0
 
 
@@ -73,7 +73,7 @@ async def test_a_blocked_item_does_not_hold_up_the_next() -> None:
         await pool.put(2)
         with anyio.fail_after(5):
             await second_done.wait()
-        await pool.close()
+        pool.close()
 
 
 async def test_put_waits_while_the_queue_is_full() -> None:
@@ -100,5 +100,5 @@ async def test_put_waits_while_the_queue_is_full() -> None:
         release.set()
         with anyio.fail_after(5):
             await third
-        await pool.close()
+        pool.close()
     assert served == [0, 1, 2, 3]

@@ -1,8 +1,8 @@
 """A fixed set of worker tasks that run the coordinator's jobs, one message each.
 
-Spawning a task per message costs about 40 µs in anyio; handing a job to a waiting worker
-through an unbuffered memory stream costs about 3 µs, and the rendezvous is the back-pressure:
-a producer waits while every worker is busy.
+Spawning a task per message costs about 40 µs in anyio; a job handed to the pool waits in
+memory until a worker is free (``bus.workpool``). At most ``size`` jobs wait: a producer that
+finds the queue full waits, which is the back-pressure on fetching.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from bus.workpool import WorkPool
+
 Job = Callable[[Any], Awaitable[None]]
 
 
@@ -22,27 +24,27 @@ class WorkerPool:
     Jobs must handle their own errors: one that raises ends the pool's task group.
     """
 
-    __slots__ = ("_receive", "_send", "size")
+    __slots__ = ("_pool", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[Job, Any]](0)
+        self._pool: WorkPool[tuple[Job, Any]] = WorkPool(_run, workers=size, capacity=size)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the workers until ``close()`` and every submitted job is done."""
-        async with self._receive, anyio.create_task_group() as tg:
-            for _ in range(self.size):
-                tg.start_soon(self._work)
+        async with anyio.create_task_group() as tg:
+            self._pool.start(tg)
             task_status.started()
 
-    async def _work(self) -> None:
-        async for job, arg in self._receive:
-            await job(arg)
-
     async def submit(self, job: Job, arg: Any) -> None:
-        """Hand ``job(arg)`` to a free worker (waits while all are busy)."""
-        await self._send.send((job, arg))
+        """Hand ``job(arg)`` to the workers (waits while ``size`` jobs are already waiting)."""
+        await self._pool.put((job, arg))
 
     def close(self) -> None:
-        """Take no more jobs; workers finish what they hold and stop."""
-        self._send.close()
+        """Take no more jobs; workers finish what is queued and stop."""
+        self._pool.close()
+
+
+async def _run(item: tuple[Job, Any]) -> None:
+    job, arg = item
+    await job(arg)

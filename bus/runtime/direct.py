@@ -18,8 +18,8 @@ from bus.errors import InvalidInputError
 from bus.messages import ErrorInfo, Reply, Task, error_reply, new_id
 from bus.runtime.deadletters import DeadLetters
 from bus.runtime.handlers import HandlerRuntime
-from bus.runtime.workpool import WorkPool
 from bus.transport.wire import Inbound
+from bus.workpool import WorkPool
 
 log = structlog.get_logger("bus.runtime")
 
@@ -61,7 +61,7 @@ class DirectServer:
 
     async def close(self) -> None:
         """Let the workers finish what is queued, then stop."""
-        await self._pool.close()
+        self._pool.close()
 
     async def on_request(self, msg: Inbound) -> None:
         await self._pool.put(msg)

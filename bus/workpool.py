@@ -49,7 +49,13 @@ class WorkPool(Generic[T]):
             task_group.start_soon(self._work)
 
     async def put(self, item: T) -> None:
-        """Queue ``item``; waits while ``capacity`` items are already waiting."""
+        """Queue ``item``; waits while ``capacity`` items are already waiting.
+
+        Raises:
+            RuntimeError: the pool was closed.
+        """
+        if self._closing:
+            raise RuntimeError("the work pool is closed")
         while len(self._items) >= self._capacity:
             if self._space is None:
                 self._space = self._get_loop().create_future()
@@ -58,7 +64,7 @@ class WorkPool(Generic[T]):
         if self._waking == 0:
             self._wake_one()
 
-    async def close(self) -> None:
+    def close(self) -> None:
         """Let the workers finish every queued item, then end them."""
         self._closing = True
         while self._idle:
