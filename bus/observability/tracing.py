@@ -13,10 +13,10 @@ function call; with an SDK configured, handlers and runs become spans of the run
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import lru_cache
+from random import getrandbits
 from typing import Any
 
 HEADER = "traceparent"
@@ -41,7 +41,13 @@ else:
 
 def new_traceparent(*, sampled: bool = True) -> str:
     """A fresh ``traceparent``: a new trace id and a new span id."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-{'01' if sampled else '00'}"
+    return f"00-{_random_id(128)}-{_random_id(64)}-{'01' if sampled else '00'}"
+
+
+def _random_id(bits: int) -> str:
+    # Trace ids need to be unique, not secret: ``random`` (reseeded in forked children) draws
+    # them without the getrandom() syscall ``secrets`` makes per id. Zero is invalid.
+    return f"{getrandbits(bits) or 1:0{bits // 4}x}"
 
 
 def parse(traceparent: str) -> tuple[str, str] | None:
@@ -67,7 +73,7 @@ def child(traceparent: str) -> str:
     if parsed is None:
         return new_traceparent()
     flags = traceparent.strip().split("-")[3]
-    return f"00-{parsed[0]}-{secrets.token_hex(8)}-{flags}"
+    return f"00-{parsed[0]}-{_random_id(64)}-{flags}"
 
 
 @lru_cache(maxsize=4096)  # every task of a run repeats its traceparent: called per handler call
