@@ -13,6 +13,7 @@ import msgspec
 from bus import codec
 from bus.messages import Reply
 from bus.transport.kv import Bucket, safe_key
+from bus.transport.wire import Outbound
 
 DAY = 24 * 3600.0
 
@@ -55,3 +56,7 @@ class IdempotencyStore:
     async def put(self, task_id: str, reply: Reply) -> None:
         """Record ``reply`` as the outcome of ``task_id``."""
         await self._store.put(self.key(task_id), codec.encode(reply), ttl=kv_ttl(self.ttl))
+
+    def record(self, task_id: str, reply: Reply) -> Outbound:
+        """The message ``put`` publishes, to send together with the reply."""
+        return self._store.put_message(self.key(task_id), codec.encode(reply), ttl=kv_ttl(self.ttl))

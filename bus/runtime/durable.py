@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 
 import anyio
 import structlog
@@ -34,7 +34,7 @@ from bus.runtime.deadletters import DeadLetters
 from bus.runtime.handlers import HandlerRuntime
 from bus.subjects import Subjects
 from bus.transport.consumer import Delivery, PullConsumer
-from bus.transport.wire import Wire
+from bus.transport.wire import Outbound, Wire
 
 log = structlog.get_logger("bus.runtime")
 
@@ -240,14 +240,14 @@ class DurableWorker:
         redelivery, so keep trying for half the ack wait before leaving it to JetStream.
         """
         deadline = time.monotonic() + self._ack_wait / 2
+        messages = []
+        if task.run_id:
+            messages.append(self._reply_message(task, reply))
+        if self._idempotency is not None:
+            messages.append(self._idempotency.record(task.id, reply))
         while True:
             try:
-                if self._idempotency is None:
-                    await self._publish_reply(task, reply)
-                else:
-                    await _both(
-                        self._idempotency.put(task.id, reply), self._publish_reply(task, reply)
-                    )
+                await self._wire.persist_all(messages)
                 return True
             except TransientError as exc:
                 if time.monotonic() >= deadline:
@@ -256,14 +256,15 @@ class DurableWorker:
                 await anyio.sleep(RETRY_PAUSE)
 
     async def _publish_reply(self, task: Task, reply: Reply) -> None:
-        if not task.run_id:
-            return
-        headers = {"traceparent": task.trace} if task.trace else None
-        await self._wire.persist(
-            self._subjects.reply(self._agent, task.run_id),
-            codec.encode(reply),
-            msg_id=f"reply.{task.id}",
-            headers=headers,
+        if task.run_id:
+            await self._wire.persist_all([self._reply_message(task, reply)])
+
+    def _reply_message(self, task: Task, reply: Reply) -> Outbound:
+        headers = {"Nats-Msg-Id": f"reply.{task.id}"}
+        if task.trace:
+            headers["traceparent"] = task.trace
+        return Outbound(
+            self._subjects.reply(self._agent, task.run_id), codec.encode(reply), headers
         )
 
     async def _give_up(
@@ -287,14 +288,6 @@ def _may_have_run(delivery: Delivery) -> bool:
     if REPLAY_HEADER in headers:
         return False
     return delivery.delivered > 1 or REDISPATCH_HEADER in headers
-
-
-async def _both(first: Awaitable[None], second: Awaitable[None]) -> None:
-    """Await two writes concurrently; the first failure is raised once both have settled."""
-    results = await asyncio.gather(first, second, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
 
 
 def _dead_letter_reason(reply: Reply, delivered: int) -> Reason | None:

@@ -16,8 +16,10 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from bus.errors import BusError, TransientError
+from bus.transport.wire import Outbound
 
 _EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+_TTL = "Nats-TTL"
 _UNREACHABLE = (nats.errors.Error, TimeoutError, OSError)
 _WRONG_LAST = (10071, 10164)
 
@@ -36,6 +38,11 @@ class Entry(msgspec.Struct, frozen=True):
     key: str
     value: bytes
     revision: int
+
+
+def _ttl_header(seconds: float) -> str:
+    # As nats-py's publish(msg_ttl=...) writes it: whole seconds.
+    return str(int(seconds))
 
 
 def safe_key(text: str) -> str:
@@ -94,6 +101,11 @@ class Bucket:
     async def put(self, key: str, value: bytes, *, ttl: float | None = None) -> int:
         """Write unconditionally; return the revision."""
         return await self._publish(key, value, expect=None, ttl=ttl)
+
+    def put_message(self, key: str, value: bytes, *, ttl: float | None = None) -> Outbound:
+        """The message that ``put`` publishes, to send with others (``Wire.persist_all``)."""
+        headers = {_TTL: _ttl_header(ttl)} if ttl is not None else None
+        return Outbound(f"$KV.{self.name}.{key}", value, headers)
 
     async def _publish(
         self, key: str, value: bytes, *, expect: int | None, ttl: float | None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
+import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
@@ -36,6 +39,14 @@ class Inbound:
             await self._msg._client.publish(self._msg.reply, data, headers=headers)
         except (nats.errors.Error, OSError) as exc:
             raise TransientError(f"cannot respond: {exc}") from None
+
+
+class Outbound(msgspec.Struct, frozen=True):
+    """One message to publish into a stream (see ``Wire.persist_all``)."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str] | None = None
 
 
 class Wire:
@@ -75,6 +86,33 @@ class Wire:
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             raise TransientError(f"publish to {subject} failed: {exc}") from None
         return bool(ack.duplicate)
+
+    async def persist_all(self, messages: Sequence[Outbound], *, timeout: float = 5.0) -> None:
+        """Publish ``messages`` into their streams at once; return when every one is stored.
+
+        One round trip for all of them, and no task per message: the acks come back as
+        futures of nats-py's asynchronous publish.
+
+        Raises:
+            TransientError: a message was not stored (no stream, an error, no ack in time);
+                the others may have been. Publish them all again (give each a
+                ``Nats-Msg-Id`` to make that safe).
+        """
+        acks: list[asyncio.Future[Any]] = []
+        try:
+            for message in messages:
+                acks.append(
+                    await self.js.publish_async(
+                        message.subject, message.data, headers=message.headers
+                    )
+                )
+            await asyncio.wait_for(asyncio.gather(*acks), timeout)
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            what = ", ".join(m.subject for m in messages)
+            raise TransientError(f"publish to {what} failed: {exc or type(exc).__name__}") from None
+        finally:
+            for ack in acks:  # an ack that never came holds a slot of nats-py's until cancelled
+                ack.cancel()
 
     async def subscribe(
         self,
