@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import anyio
 import structlog
 
 from bus import codec
@@ -17,11 +16,10 @@ from bus.coordinator.notices import STEP, StepNotice
 from bus.errors import TransientError
 from bus.messages import REDISPATCH_HEADER, Task
 from bus.subjects import Subjects
-from bus.transport.wire import Wire
+from bus.transport.wire import Outbound, Wire
 from bus.workflow.records import RunRecord
 
 log = structlog.get_logger("bus.coordinator")
-
 
 
 class Dispatcher:
@@ -43,24 +41,17 @@ class Dispatcher:
             TransientError: a task could not be stored; the caller must not ack what led to
                 it, so the same tasks are dispatched again later.
         """
-        if len(tasks) == 1:
-            await self._send_one(tasks[0], again)
-            return
-        async with anyio.create_task_group() as tg:
-            for task in tasks:
-                tg.start_soon(self._send_one, task, again)
+        await self._wire.persist_all([self._message(task, again) for task in tasks])
 
-    async def _send_one(self, task: Task, again: bool = False) -> None:
+    def _message(self, task: Task, again: bool) -> Outbound:
         # No Content-Type: MessagePack is what a message without one holds, and every header
         # costs the client a regex match and an encode per publish.
-        headers: dict[str, str] = {}
+        headers = {"Nats-Msg-Id": task.id}
         if again:
             headers[REDISPATCH_HEADER] = "1"
         if task.trace:
             headers["traceparent"] = task.trace
-        await self._wire.persist(
-            self._subjects.task(task.agent), codec.encode(task), msg_id=task.id, headers=headers
-        )
+        return Outbound(self._subjects.task(task.agent), codec.encode(task), headers)
 
     async def run_notice(self, record: RunRecord) -> None:
         """Announce the run's state on ``bus.run.<run_id>.<state>`` with the whole record."""
