@@ -2,40 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import anyio
+import asyncio
 
 
 class CancelRegistry:
-    """Cancel scopes of in-flight calls, by run id."""
+    """In-flight calls by run id, so that a cancelled run's handlers can be stopped.
 
-    __slots__ = ("_scopes",)
+    A call registers its task on entry; ``cancel(run_id)`` cancels those tasks and remembers
+    that it did, so ``leave`` tells this cancellation (the caller acks the task) from any other
+    (which propagates). A plain ``task.cancel()`` rather than an anyio cancel scope per call:
+    the scope cost more than a fast handler.
+    """
+
+    __slots__ = ("_calls", "_cancelled")
 
     def __init__(self) -> None:
-        self._scopes: dict[str, set[anyio.CancelScope]] = {}
+        self._calls: dict[str, set[asyncio.Task[object]]] = {}
+        self._cancelled: set[asyncio.Task[object]] = set()
 
-    @contextmanager
-    def scope(self, run_id: str) -> Iterator[anyio.CancelScope]:
-        """A cancel scope that ``cancel(run_id)`` cancels (a no-op scope without a run)."""
-        with anyio.CancelScope() as scope:
-            if not run_id:
-                yield scope
-                return
-            self._scopes.setdefault(run_id, set()).add(scope)
-            try:
-                yield scope
-            finally:
-                scopes = self._scopes.get(run_id)
-                if scopes is not None:
-                    scopes.discard(scope)
-                    if not scopes:
-                        del self._scopes[run_id]
+    def enter(self, run_id: str, task: asyncio.Task[object]) -> None:
+        """``task`` now runs a call of ``run_id``."""
+        calls = self._calls.get(run_id)
+        if calls is None:
+            calls = self._calls[run_id] = set()
+        calls.add(task)
+
+    def leave(self, run_id: str, task: asyncio.Task[object]) -> bool:
+        """``task``'s call of ``run_id`` ended; returns whether ``cancel`` cancelled it.
+
+        When it did, the caller owes the task an ``uncancel()``.
+        """
+        calls = self._calls.get(run_id)
+        if calls is not None:
+            calls.discard(task)
+            if not calls:
+                del self._calls[run_id]
+        if self._cancelled and task in self._cancelled:
+            self._cancelled.discard(task)
+            return True
+        return False
 
     def cancel(self, run_id: str) -> int:
         """Cancel every call of ``run_id``; returns how many were running."""
-        scopes = self._scopes.pop(run_id, set())
-        for scope in scopes:
-            scope.cancel()
-        return len(scopes)
+        calls = self._calls.pop(run_id, set())
+        for task in calls:
+            self._cancelled.add(task)
+            task.cancel()
+        return len(calls)

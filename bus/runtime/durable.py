@@ -28,6 +28,7 @@ from bus.messages import (
     Task,
     error_reply,
 )
+from bus.middleware.deadlines import running_task
 from bus.middleware.idempotency import IdempotencyStore
 from bus.runtime.cancel import CancelRegistry
 from bus.runtime.deadletters import DeadLetters
@@ -198,7 +199,11 @@ class DurableWorker:
                 await self._publish_reply(task, recorded)
                 await delivery.ack()
                 return
-        with self._cancels.scope(task.run_id) as scope:
+        run_id = task.run_id
+        me = running_task() if run_id else None
+        if me is not None:
+            self._cancels.enter(run_id, me)
+        try:
             reply, ctx = await handler.call(
                 task,
                 mode="durable",
@@ -206,10 +211,15 @@ class DurableWorker:
                 progress=delivery.in_progress,
                 admitted=admitted,
             )
-        if scope.cancelled_caught:
-            log.info("task cancelled with its run", task_id=task.id, run_id=task.run_id)
+        except asyncio.CancelledError:
+            if me is None or not self._cancels.leave(run_id, me):
+                raise
+            me.uncancel()
+            log.info("task cancelled with its run", task_id=task.id, run_id=run_id)
             await delivery.ack()
             return
+        if me is not None and self._cancels.leave(run_id, me):
+            me.uncancel()  # the handler swallowed the cancellation and answered anyway
         if ctx.retry_delay is not None:
             await delivery.nak(ctx.retry_delay)
             return
