@@ -36,6 +36,7 @@ from bus.runtime.handlers import HandlerRuntime
 from bus.subjects import Subjects
 from bus.transport.consumer import Delivery, PullConsumer
 from bus.transport.wire import Outbound, Wire
+from bus.workpool import WorkPool
 
 log = structlog.get_logger("bus.runtime")
 
@@ -76,23 +77,21 @@ class DurableWorker:
         self._fetch_wait = fetch_wait
         # Fetched tasks go to a fixed pool of workers (a task per message costs more than a
         # fast handler); the slots keep fetched-but-unfinished tasks within `concurrency`.
-        self._queue: asyncio.Queue[tuple[Delivery, bool] | None] = asyncio.Queue()
+        self._pool: WorkPool[tuple[Delivery, bool]] = WorkPool(
+            self._serve, workers=concurrency, capacity=concurrency
+        )
         self._running: dict[Delivery, float] = {}
-        self._workers = 0
         self._workers_done = anyio.Event()
         self.consuming = False
 
     def start(self, tg: TaskGroup) -> None:
         """Start the workers and the heartbeat in ``tg`` (they stop after ``close``)."""
-        self._workers = self._concurrency
-        for _ in range(self._concurrency):
-            tg.start_soon(self._work)
+        tg.start_soon(self._work)
         tg.start_soon(self._heartbeat)
 
     async def close(self) -> None:
         """Let the workers finish what was fetched, then stop them."""
-        for _ in range(self._concurrency):
-            self._queue.put_nowait(None)
+        self._pool.close()
 
     async def run(self, stop: anyio.Event) -> None:
         """Fetch and hand out tasks until ``stop`` is set."""
@@ -108,26 +107,27 @@ class DurableWorker:
                     raise
                 self._release(held - len(deliveries))
                 for delivery in deliveries:
-                    self._queue.put_nowait((delivery, admitted))
+                    await self._pool.put((delivery, admitted))
         finally:
             self.consuming = False
 
     async def _work(self) -> None:
         try:
-            while (item := await self._queue.get()) is not None:
-                delivery, admitted = item
-                self._running[delivery] = time.monotonic()
-                try:
-                    await self.process(delivery, admitted=admitted)
-                except Exception:
-                    log.exception("task processing failed outside the handler chain")
-                finally:
-                    del self._running[delivery]
-                    self._slots.release()
+            async with anyio.create_task_group() as workers:
+                self._pool.start(workers)
         finally:
-            self._workers -= 1
-            if self._workers == 0:
-                self._workers_done.set()
+            self._workers_done.set()
+
+    async def _serve(self, item: tuple[Delivery, bool]) -> None:
+        delivery, admitted = item
+        self._running[delivery] = time.monotonic()
+        try:
+            await self.process(delivery, admitted=admitted)
+        except Exception:
+            log.exception("task processing failed outside the handler chain")
+        finally:
+            del self._running[delivery]
+            self._slots.release()
 
     async def _heartbeat(self) -> None:
         """Tell JetStream that handlers running longer than half the ack wait are alive."""
