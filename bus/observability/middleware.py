@@ -123,8 +123,14 @@ def observe(
             if debug_enabled:
                 log.debug("task started", mode=ctx.mode)
             start = time.perf_counter()
-            if not tracing.otel_enabled():
-                return await _call(ctx, call_next, start, None)
+            if not tracing.otel_enabled():  # the usual case, without a span (or a frame) more
+                try:
+                    reply = await call_next(ctx)
+                except Exception as exc:
+                    _failed(ctx, exc, start, None)
+                    raise
+                account(ctx, reply, time.perf_counter() - start)
+                return reply
             attributes = {
                 "messaging.system": "nats",
                 "bus.agent": ctx.agent,
@@ -138,15 +144,18 @@ def observe(
         finally:
             current_call.reset(token)
 
+    def _failed(ctx: CallContext, exc: Exception, start: float, span: Any) -> None:
+        # Only when no error boundary sits below: count it; the caller lets it propagate.
+        info = error_info(exc)
+        failed = Reply(task_id=ctx.task.id, status="error", agent=ctx.agent, error=info)
+        account(ctx, failed, time.perf_counter() - start)
+        tracing.mark_error(span, info.kind, info.message)
+
     async def _call(ctx: CallContext, call_next: Next, start: float, span: Any) -> Reply:
         try:
             reply = await call_next(ctx)
         except Exception as exc:
-            # Only when no error boundary sits below: count it, then let it propagate.
-            info = error_info(exc)
-            failed = Reply(task_id=ctx.task.id, status="error", agent=ctx.agent, error=info)
-            account(ctx, failed, time.perf_counter() - start)
-            tracing.mark_error(span, info.kind, info.message)
+            _failed(ctx, exc, start, span)
             raise
         account(ctx, reply, time.perf_counter() - start)
         if reply.error is not None:
