@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import structlog
@@ -117,52 +118,48 @@ def observe(
             if enabled is not None:
                 info_enabled = enabled(logging.INFO)
                 debug_enabled = enabled(logging.DEBUG)
-        task = ctx.task
         token = current_call.set(ctx)
         try:
             if debug_enabled:
                 log.debug("task started", mode=ctx.mode)
             start = time.perf_counter()
-            if not tracing.otel_enabled():  # the usual case, without a span (or a frame) more
+            with _span(ctx) as span:
                 try:
                     reply = await call_next(ctx)
                 except Exception as exc:
-                    _failed(ctx, exc, start, None)
+                    # Only when no error boundary sits below: count it, let it propagate.
+                    info = error_info(exc)
+                    failed = Reply(task_id=ctx.task.id, status="error", agent=ctx.agent, error=info)
+                    account(ctx, failed, time.perf_counter() - start)
+                    tracing.mark_error(span, info.kind, info.message)
                     raise
                 account(ctx, reply, time.perf_counter() - start)
+                if reply.error is not None:
+                    tracing.mark_error(span, reply.error.kind, reply.error.message)
                 return reply
-            attributes = {
-                "messaging.system": "nats",
-                "bus.agent": ctx.agent,
-                "bus.run_id": task.run_id,
-                "bus.step": task.step,
-                "bus.attempt": ctx.attempt,
-                "bus.mode": ctx.mode,
-            }
-            with tracing.handler_span(f"{ctx.agent} handle", task.trace, attributes) as span:
-                return await _call(ctx, call_next, start, span)
         finally:
             current_call.reset(token)
 
-    def _failed(ctx: CallContext, exc: Exception, start: float, span: Any) -> None:
-        # Only when no error boundary sits below: count it; the caller lets it propagate.
-        info = error_info(exc)
-        failed = Reply(task_id=ctx.task.id, status="error", agent=ctx.agent, error=info)
-        account(ctx, failed, time.perf_counter() - start)
-        tracing.mark_error(span, info.kind, info.message)
-
-    async def _call(ctx: CallContext, call_next: Next, start: float, span: Any) -> Reply:
-        try:
-            reply = await call_next(ctx)
-        except Exception as exc:
-            _failed(ctx, exc, start, span)
-            raise
-        account(ctx, reply, time.perf_counter() - start)
-        if reply.error is not None:
-            tracing.mark_error(span, reply.error.kind, reply.error.message)
-        return reply
-
     return observe_call
+
+
+_NO_SPAN: AbstractContextManager[Any] = nullcontext()
+
+
+def _span(ctx: CallContext) -> AbstractContextManager[Any]:
+    """The call's OpenTelemetry span when a tracer is configured, else a reusable no-op."""
+    if not tracing.otel_enabled():
+        return _NO_SPAN
+    task = ctx.task
+    attributes = {
+        "messaging.system": "nats",
+        "bus.agent": ctx.agent,
+        "bus.run_id": task.run_id,
+        "bus.step": task.step,
+        "bus.attempt": ctx.attempt,
+        "bus.mode": ctx.mode,
+    }
+    return tracing.handler_span(f"{ctx.agent} handle", task.trace, attributes)
 
 
 def _account_extra(metrics: Metrics, s: _Series, agent: str, extra: dict[str, Any]) -> None:
