@@ -8,6 +8,7 @@ application/json``); the answer is a ``Reply`` in the same encoding. Optional he
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -54,6 +55,8 @@ class DirectServer:
         self._dead_letters = dead_letters
         self._pool = WorkPool(self._serve, workers=concurrency, capacity=max(64, 4 * concurrency))
         self._max_input = max_input_bytes
+        self.on_request: Callable[[Inbound], Awaitable[None]] = self._pool.put
+        """Queue a request (the subscription's handler)."""
 
     def start(self, task_group: TaskGroup) -> None:
         """Start the workers in ``task_group``."""
@@ -62,9 +65,6 @@ class DirectServer:
     async def close(self) -> None:
         """Let the workers finish what is queued, then stop."""
         self._pool.close()
-
-    async def on_request(self, msg: Inbound) -> None:
-        await self._pool.put(msg)
 
     async def _serve(self, msg: Inbound) -> None:
         try:
