@@ -35,21 +35,23 @@ def handler_adapter(spec: HandlerSpec) -> Next:
 
     run = spec.func if spec.is_async else in_thread
 
+    input_type, takes_context = spec.input_type, spec.takes_context
+
     async def call(ctx: CallContext) -> Reply:
         started = time.perf_counter()
         try:
-            ctx.input = codec.convert(ctx.task.input, spec.input_type)
+            ctx.input = codec.convert(ctx.task.input, input_type)
         except InvalidInputError as exc:
             return error_reply(ctx.task, error_info(exc), duration_ms=_ms(started))
         try:
             if takes_nothing:
                 result = await run()
             else:
-                result = await run(ctx if spec.takes_context else ctx.input)
+                result = await run(ctx if takes_context else ctx.input)
             output = codec.to_builtins(result)
         except Exception as exc:
             return error_reply(ctx.task, error_info(exc), duration_ms=_ms(started))
-        return ok_reply(ctx.task, output, duration_ms=_ms(started))
+        return ok_reply(ctx.task, output, duration_ms=(time.perf_counter() - started) * 1000.0)
 
     return call
 

@@ -16,7 +16,7 @@ from anyio.abc import TaskGroup
 
 from bus import codec
 from bus.errors import InvalidInputError
-from bus.messages import ErrorInfo, Reply, Task, error_reply, new_id
+from bus.messages import ErrorInfo, Task, error_reply, new_id
 from bus.runtime.deadletters import DeadLetters
 from bus.runtime.handlers import HandlerRuntime
 from bus.transport.wire import Inbound
@@ -67,34 +67,32 @@ class DirectServer:
         self._pool.close()
 
     async def _serve(self, msg: Inbound) -> None:
+        headers = msg.headers or _NO_HEADERS
+        ctype = codec.content_type(headers)
+        task_id = headers.get("Nats-Msg-Id") or new_id()
         try:
-            ctype = codec.content_type(msg.headers)
-            reply = await self._answer(msg, msg.headers or _NO_HEADERS, ctype)
+            handler = self._handler_for(msg.subject, headers)
+            try:
+                task = Task(
+                    id=task_id,
+                    agent=self._agent,
+                    input=self._decode(msg, ctype),
+                    trace=headers.get("traceparent", ""),
+                    deadline=_deadline(headers.get(TIMEOUT_HEADER)),
+                    handler=handler.spec.name,
+                )
+            except InvalidInputError as exc:
+                await self._dead_letter(msg, task_id, str(exc))
+                bad = Task(id=task_id, agent=self._agent)
+                reply = error_reply(bad, ErrorInfo(kind="invalid_input", message=str(exc)))
+            else:
+                reply = await handler.chain(handler.context(task, mode="direct"))
+                if reply.error is not None and reply.error.kind == "invalid_input":
+                    await self._dead_letter(msg, task_id, reply.error.message)
             json = codec.is_json(ctype)
             await msg.respond(codec.encode(reply, ctype), _JSON_HEADERS if json else None)
         except Exception:
             log.exception("direct request failed outside the handler chain")
-
-    async def _answer(self, msg: Inbound, headers: dict[str, str], ctype: str) -> Reply:
-        task_id = headers.get("Nats-Msg-Id") or new_id()
-        handler = self._handler_for(msg.subject, headers)
-        try:
-            task = Task(
-                id=task_id,
-                agent=self._agent,
-                input=self._decode(msg, ctype),
-                trace=headers.get("traceparent", ""),
-                deadline=_deadline(headers.get(TIMEOUT_HEADER)),
-                handler=handler.spec.name,
-            )
-        except InvalidInputError as exc:
-            await self._dead_letter(msg, task_id, str(exc))
-            bad = Task(id=task_id, agent=self._agent)
-            return error_reply(bad, ErrorInfo(kind="invalid_input", message=str(exc)))
-        reply = await handler.chain(handler.context(task, mode="direct"))
-        if reply.error is not None and reply.error.kind == "invalid_input":
-            await self._dead_letter(msg, task_id, reply.error.message)
-        return reply
 
     def _handler_for(self, subject: str, headers: dict[str, str]) -> HandlerRuntime:
         # The default handler answers on bus.agent.<name>, the others on bus.agent.<name>.<h>.
