@@ -204,13 +204,14 @@ class DurableWorker:
         if me is not None:
             self._cancels.enter(run_id, me)
         try:
-            reply, ctx = await handler.call(
+            ctx = handler.context(
                 task,
                 mode="durable",
                 attempt=delivery.delivered,
                 progress=delivery.in_progress,
                 admitted=admitted,
             )
+            reply = await handler.chain(ctx)
         except asyncio.CancelledError:
             if me is None or not self._cancels.leave(run_id, me):
                 raise

@@ -106,7 +106,8 @@ class EventWorker:
             trace=event.traceparent,
             handler=self._handler.spec.name,
         )
-        reply, ctx = await self._handler.call(task, mode="durable", attempt=delivery.delivered)
+        ctx = self._handler.context(task, mode="durable", attempt=delivery.delivered)
+        reply = await self._handler.chain(ctx)
         if ctx.retry_delay is not None:
             await delivery.nak(ctx.retry_delay)
             return

@@ -6,13 +6,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from bus.agent import Agent, HandlerSpec
-from bus.messages import Reply, Task
+from bus.messages import Task
 from bus.middleware.context import CallContext, Middleware, Mode
 from bus.middleware.defaults import ResilienceSet, Resources, chain_for, resilience_for
 
 
 class HandlerRuntime:
-    """Calls one handler through its chain; built once when the service starts."""
+    """One handler: ``chain(context(task, ...))`` calls it; built once when the service starts."""
 
     __slots__ = ("agent", "chain", "max_attempts", "resilience", "spec", "version")
 
@@ -59,16 +59,3 @@ class HandlerRuntime:
         if admitted:
             ctx.admitted = True
         return ctx
-
-    async def call(
-        self,
-        task: Task,
-        *,
-        mode: Mode,
-        attempt: int = 1,
-        progress: Callable[[], Awaitable[None]] | None = None,
-        admitted: bool = False,
-    ) -> tuple[Reply, CallContext]:
-        """Run the chain for ``task``; the context says whether to retry later (durable)."""
-        ctx = self.context(task, mode=mode, attempt=attempt, progress=progress, admitted=admitted)
-        return await self.chain(ctx), ctx
