@@ -209,11 +209,21 @@ async def test_an_agent_replica_killed_mid_load_loses_no_run(
     doomed = cluster.agent()
     cluster.agent()
     cluster.coordinator()
-    await publish_events(settings, "seq", count, sleep=0.02)
+    await publish_events(settings, "seq", count, sleep=0.1)
     started = f"inc-started-{doomed.pid}"
-    await wait_until(lambda: len(effects(cluster.effects, started)) >= count // 3, 60, "work")
+
+    def holding() -> set[str]:
+        return set(effects(cluster.effects, started)) - set(cluster.inc_effects())
+
+    # Kill it while it holds a task (each takes 0.1 s): when the coordinator hands out tasks
+    # slower than two replicas take them, a replica is often idle for a moment.
+    await wait_until(
+        lambda: len(effects(cluster.effects, started)) >= count // 3 and bool(holding()),
+        60,
+        "work in hand",
+    )
     kill9(doomed)
-    in_hand = set(effects(cluster.effects, started)) - set(cluster.inc_effects())
+    in_hand = holding()
     runs = await wait_all_finished(settings, count, 60)
     assert {r.state for r in runs} == {"completed"}
     assert all(r.output["n"] == 3 for r in runs)
