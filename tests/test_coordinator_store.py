@@ -12,6 +12,7 @@ from bus.coordinator.store import KeyExistsError, RunStore
 from bus.errors import InvalidTransitionError
 from bus.subjects import Subjects
 from bus.transport.jetstream import ensure_all
+from bus.transport.scan import kv_values
 from bus.transport.wire import Wire
 from bus.workflow import RunRecord, Step, Topology
 from bus.workflow.states import RejectedTransitionError
@@ -83,6 +84,20 @@ async def test_scan_reads_every_record(nc: NATS) -> None:
         await store.create(RunRecord(run_id=f"r{i}", topology="t", input=i))
     seen = sorted([s.record.input async for s in store.scan()])
     assert seen == list(range(25))
+
+
+async def test_scan_skips_deleted_records_even_when_a_delete_is_the_last_write(nc: NATS) -> None:
+    buckets = await ensure_all(nc, Subjects())
+    store = RunStore(buckets["runs"], Wire(nc))
+    assert [s async for s in store.scan()] == []  # an empty bucket ends the pass at once
+    for i in range(5):
+        await store.create(RunRecord(run_id=f"r{i}", topology="t", input=i))
+    await buckets["runs"].delete("r4")
+    with anyio.fail_after(5):
+        keys = [key async for key, _, _ in kv_values(Wire(nc), "bus_runs")]
+        seen = sorted([s.record.input async for s in store.scan()])
+    assert sorted(keys) == ["r0", "r1", "r2", "r3"]
+    assert seen == [0, 1, 2, 3]
 
 
 async def test_registry_keeps_every_version_and_follows_other_writers(nc: NATS) -> None:

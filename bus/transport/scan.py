@@ -17,6 +17,7 @@ from bus.errors import TransientError
 from bus.transport.wire import Wire
 
 _INITIAL_WAIT = 10.0
+_AFTER_MARKER = 1.0
 
 
 class Stored(msgspec.Struct, frozen=True):
@@ -31,24 +32,40 @@ class Stored(msgspec.Struct, frozen=True):
 async def kv_values(wire: Wire, bucket: str) -> AsyncIterator[tuple[str, bytes, int]]:
     """Every live key of ``bucket`` with its value and revision, read in one pass.
 
+    The pass ends at the entry that says nothing more is pending (``delta == 0``). nats-py's
+    end-of-initial-values marker is not trusted: its watcher can put the marker before
+    entries that were already delivered but not yet handed to its callback, which ended a
+    scan early. Delete markers are read (and skipped) so that the last entry is seen.
+
     Raises:
         TransientError: the bucket could not be read.
     """
     try:
         kv = await wire.js.key_value(bucket)
-        watcher = await kv.watchall(ignore_deletes=True)
+        if (await kv.status()).values == 0:
+            return
+        watcher = await kv.watchall()
     except (nats.errors.Error, OSError, TimeoutError) as exc:
         raise TransientError(f"cannot read bucket {bucket}: {exc}") from None
+    wait = _INITIAL_WAIT
     try:
         while True:
             try:
-                entry = await watcher.updates(timeout=_INITIAL_WAIT)  # type: ignore[no-untyped-call]
+                entry = await watcher.updates(timeout=wait)  # type: ignore[no-untyped-call]
             except nats.errors.TimeoutError:
+                if wait == _AFTER_MARKER:  # the marker was right: the last one was skipped
+                    return
                 raise TransientError(f"reading bucket {bucket} stalled") from None
             if entry is None:
-                return
-            if entry.value is not None:
+                # Early or not, the entries' delta decides; only if none comes (the last
+                # message was one nats-py skips, a server marker of an unknown reason) does
+                # the marker end the pass.
+                wait = _AFTER_MARKER
+                continue
+            if entry.value is not None and entry.operation not in ("DEL", "PURGE"):
                 yield entry.key, entry.value, int(entry.revision or 0)
+            if not entry.delta:
+                return
     finally:
         with contextlib.suppress(nats.errors.Error, OSError):
             await watcher.stop()  # type: ignore[no-untyped-call]
