@@ -10,12 +10,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 
 TICK = 0.05
 
 
 class Watchdog:
-    """Cancels the task of every registered call whose deadline (loop time) has passed."""
+    """Cancels the task of every registered call whose deadline has passed.
+
+    Deadlines are ``time.monotonic()`` seconds (``loop.time()`` is the same clock behind a
+    method call, paid per call); only the tick is scheduled on the loop.
+    """
 
     __slots__ = ("_armed", "_calls", "_expired", "_ids", "_loop")
 
@@ -30,7 +35,7 @@ class Watchdog:
         """Cancel ``task`` if it is still watched ``seconds`` from now; returns the token for
         ``forget``."""
         token = next(self._ids)
-        self._calls[token] = (task, self._loop.time() + seconds)
+        self._calls[token] = (task, time.monotonic() + seconds)
         if not self._armed:
             self._armed = True
             self._loop.call_at(self._loop.time() + TICK, self._tick)
@@ -45,13 +50,13 @@ class Watchdog:
         return False
 
     def _tick(self) -> None:
-        now = self._loop.time()
+        now = time.monotonic()
         for token, (task, deadline) in list(self._calls.items()):
             if deadline <= now and token not in self._expired:
                 self._expired.add(token)
                 task.cancel()
         if self._calls:
-            self._loop.call_at(now + TICK, self._tick)
+            self._loop.call_later(TICK, self._tick)
         else:
             self._armed = False
 

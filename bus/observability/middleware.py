@@ -84,10 +84,10 @@ def observe(
         duration_ms = seconds * 1000.0
         extra = ctx.extra
         error = reply.error
-        cache = "hit" if reply.cached else extra.get(EXTRA_CACHE)
+        cache = "hit" if reply.cached else extra.get(EXTRA_CACHE) if extra else None
         if window is not None:
             window.record(duration_ms, ok=error is None, cache=cache)
-        s = series_of(ctx.agent)
+        s = series.get(ctx.agent) or series_of(ctx.agent)
         if s is not None and metrics is not None:
             s.calls.record("ok" if error is None else error.kind, seconds)
             if extra:
