@@ -40,11 +40,6 @@ class Entry(msgspec.Struct, frozen=True):
     revision: int
 
 
-def _ttl_header(seconds: float) -> str:
-    # As nats-py's publish(msg_ttl=...) writes it: whole seconds.
-    return str(int(seconds))
-
-
 def safe_key(text: str) -> str:
     """A valid KV key for arbitrary text: kept when already valid, else a stable hash."""
     if text and all(c.isalnum() or c in "-_=." for c in text) and not text.startswith("."):
@@ -104,18 +99,19 @@ class Bucket:
 
     def put_message(self, key: str, value: bytes, *, ttl: float | None = None) -> Outbound:
         """The message that ``put`` publishes, to send with others (``Wire.persist_all``)."""
-        headers = {_TTL: _ttl_header(ttl)} if ttl is not None else None
+        headers = {_TTL: str(int(ttl))} if ttl is not None else None  # whole seconds
         return Outbound(f"$KV.{self.name}.{key}", value, headers)
 
     async def _publish(
         self, key: str, value: bytes, *, expect: int | None, ttl: float | None
     ) -> int:
         # nats-py's KeyValue.update/put take no per-message TTL; publish to the KV subject.
-        headers = {_EXPECTED_LAST: str(expect)} if expect is not None else None
+        message = self.put_message(key, value, ttl=ttl)
+        headers = message.headers
+        if expect is not None:
+            headers = {**(headers or {}), _EXPECTED_LAST: str(expect)}
         try:
-            ack = await self._js.publish(
-                f"$KV.{self.name}.{key}", value, headers=headers, msg_ttl=ttl
-            )
+            ack = await self._js.publish(message.subject, message.data, headers=headers)
         except nats.js.errors.APIError as exc:
             if exc.err_code in _WRONG_LAST:
                 raise RevisionMismatchError(key) from None
