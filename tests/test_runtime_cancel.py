@@ -19,7 +19,6 @@ async def _call(registry: CancelRegistry, run_id: str, started: asyncio.Event) -
     except asyncio.CancelledError:
         if not registry.leave(run_id, me):
             raise
-        me.uncancel()
         return "cancelled with its run"
     registry.leave(run_id, me)
     return "finished"

@@ -28,10 +28,8 @@ class CancelRegistry:
         calls.add(task)
 
     def leave(self, run_id: str, task: asyncio.Task[object]) -> bool:
-        """``task``'s call of ``run_id`` ended; returns whether ``cancel`` cancelled it.
-
-        When it did, the caller owes the task an ``uncancel()``.
-        """
+        """``task``'s call of ``run_id`` ended; returns whether ``cancel`` cancelled it (its
+        cancellation is then settled: ``task.uncancel()``)."""
         calls = self._calls.get(run_id)
         if calls is not None:
             calls.discard(task)
@@ -39,6 +37,7 @@ class CancelRegistry:
                 del self._calls[run_id]
         if self._cancelled and task in self._cancelled:
             self._cancelled.discard(task)
+            task.uncancel()
             return True
         return False
 

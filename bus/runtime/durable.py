@@ -215,12 +215,11 @@ class DurableWorker:
         except asyncio.CancelledError:
             if me is None or not self._cancels.leave(run_id, me):
                 raise
-            me.uncancel()
             log.info("task cancelled with its run", task_id=task.id, run_id=run_id)
             await delivery.ack()
             return
-        if me is not None and self._cancels.leave(run_id, me):
-            me.uncancel()  # the handler swallowed the cancellation and answered anyway
+        if me is not None:
+            self._cancels.leave(run_id, me)  # answered, even if it swallowed a cancellation
         if ctx.retry_delay is not None:
             await delivery.nak(ctx.retry_delay)
             return
