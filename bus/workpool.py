@@ -68,7 +68,9 @@ class WorkPool(Generic[T]):
         """Let the workers finish every queued item, then end them."""
         self._closing = True
         while self._idle:
-            self._idle.popleft().set_result(True)
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
 
     def _get_loop(self) -> asyncio.AbstractEventLoop:
         # Looked up once: on Python 3.11 each lookup of the running loop is a getpid() call.

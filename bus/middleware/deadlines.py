@@ -38,7 +38,7 @@ class Watchdog:
         self._calls[token] = (task, time.monotonic() + seconds)
         if not self._armed:
             self._armed = True
-            self._loop.call_at(self._loop.time() + TICK, self._tick)
+            self._loop.call_later(TICK, self._tick)
         return token
 
     def forget(self, token: int) -> bool:

@@ -70,9 +70,8 @@ def task_fields() -> dict[str, Any]:
 
 def add_task_fields(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: the task fields of the call in progress (see ``task_fields``)."""
-    if current_call.get() is not None:
-        for key, value in task_fields().items():
-            event_dict.setdefault(key, value)
+    for key, value in task_fields().items():
+        event_dict.setdefault(key, value)
     return event_dict
 
 
