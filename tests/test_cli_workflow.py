@@ -59,15 +59,7 @@ async def _ready(settings: Settings) -> None:
                     await anyio.sleep(0.05)
     finally:
         await nc.close()
-    async with workflow_client(settings) as wf:
-        with anyio.fail_after(15):
-            while True:
-                try:
-                    await wf.cancel_run("ping")
-                except UnknownRunError:
-                    return
-                except Exception:
-                    await anyio.sleep(0.05)
+    await _coordinator_answers(settings, timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -240,9 +232,10 @@ async def test_any_nats_client_can_start_a_run_with_json(url: str, files: Path) 
         assert (await wf.wait_run("json-1", timeout=10)).output == {"n": 3}
 
 
-async def _coordinator_answers(settings: Settings) -> None:
+async def _coordinator_answers(settings: Settings, timeout: float = 20) -> None:
+    """Until a coordinator answers a control request (cancelling an unknown run)."""
     async with workflow_client(settings) as wf:
-        with anyio.fail_after(20):
+        with anyio.fail_after(timeout):
             while True:
                 try:
                     await wf.cancel_run("ping")
