@@ -32,7 +32,7 @@ def content_type(headers: Mapping[str, str] | None) -> str:
 
 
 def is_json(ctype: str) -> bool:
-    return ctype == JSON or ctype.endswith("+json")
+    return ctype == JSON or (ctype != MSGPACK and ctype.endswith("+json"))
 
 
 def encode(value: Any, ctype: str = MSGPACK) -> bytes:

@@ -38,7 +38,7 @@ _ID_COUNTER = itertools.count()
 def new_id() -> str:
     """A fresh unique identifier (32 hex characters): a random per-process prefix and a
     counter, because a random draw per id is a syscall on the hot path."""
-    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
+    return _ID_PREFIX + format(next(_ID_COUNTER) & 0xFFFFFFFFFFFF, "012x")
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, omit_defaults=True):

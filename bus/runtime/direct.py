@@ -67,9 +67,12 @@ class DirectServer:
         self._pool.close()
 
     async def _serve(self, msg: Inbound) -> None:
-        headers = msg.headers or _NO_HEADERS
-        ctype = codec.content_type(headers)
-        task_id = headers.get("Nats-Msg-Id") or new_id()
+        headers = msg.headers
+        if headers:
+            ctype = codec.content_type(headers)
+            task_id = headers.get("Nats-Msg-Id") or new_id()
+        else:  # the common case: MessagePack, no options
+            headers, ctype, task_id = _NO_HEADERS, codec.MSGPACK, new_id()
         try:
             handler = self._handler_for(msg.subject, headers)
             try:
@@ -77,8 +80,8 @@ class DirectServer:
                     id=task_id,
                     agent=self._agent,
                     input=self._decode(msg, ctype),
-                    trace=headers.get("traceparent", ""),
-                    deadline=_deadline(headers.get(TIMEOUT_HEADER)),
+                    trace=headers.get("traceparent", "") if headers else "",
+                    deadline=_deadline(headers.get(TIMEOUT_HEADER)) if headers else 0.0,
                     handler=handler.spec.name,
                 )
             except InvalidInputError as exc:
@@ -89,14 +92,17 @@ class DirectServer:
                 reply = await handler.chain(handler.context(task, mode="direct"))
                 if reply.error is not None and reply.error.kind == "invalid_input":
                     await self._dead_letter(msg, task_id, reply.error.message)
-            json = codec.is_json(ctype)
-            await msg.respond(codec.encode(reply, ctype), _JSON_HEADERS if json else None)
+            if ctype is codec.MSGPACK:
+                await msg.respond(codec.encode(reply))
+            else:
+                json = codec.is_json(ctype)
+                await msg.respond(codec.encode(reply, ctype), _JSON_HEADERS if json else None)
         except Exception:
             log.exception("direct request failed outside the handler chain")
 
     def _handler_for(self, subject: str, headers: dict[str, str]) -> HandlerRuntime:
         # The default handler answers on bus.agent.<name>, the others on bus.agent.<name>.<h>.
-        name = headers.get(HANDLER_HEADER)
+        name = headers.get(HANDLER_HEADER) if headers else None
         if name is None and subject == self._subject:
             return self._default
         name = name or subject[len(self._subject) + 1 :]
