@@ -74,9 +74,8 @@ def retry(
         tries = 1
         while True:
             reply = await call_next(ctx)
-            if not _retryable(reply) or tries >= policy.attempts:
+            if reply.error is None or not _retryable(reply) or tries >= policy.attempts:
                 return reply
-            assert reply.error is not None
             if reply.error.kind == "breaker_open":
                 delay = backoff_delay(policy, tries, rng)
             else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any
 
 import structlog
@@ -84,6 +84,15 @@ def observe(
         duration_ms = seconds * 1000.0
         extra = ctx.extra
         error = reply.error
+        if error is None and not extra and not reply.cached and ctx.attempt == 1:  # the usual call
+            if window is not None:
+                window.add(duration_ms)
+            s = series.get(ctx.agent) or series_of(ctx.agent)
+            if s is not None:
+                s.calls.record_ok(seconds)
+            if info_enabled:
+                log.info("task finished", duration_ms=round(duration_ms, 3), cached=False)
+            return
         cache = "hit" if reply.cached else extra.get(EXTRA_CACHE) if extra else None
         if window is not None:
             window.record(duration_ms, ok=error is None, cache=cache)
@@ -122,16 +131,21 @@ def observe(
         try:
             if debug_enabled:
                 log.debug("task started", mode=ctx.mode)
-            start = time.perf_counter()
-            with _span(ctx) as span:
+            if not tracing.otel_enabled():  # no span: not even a no-op ``with`` per call
+                start = time.perf_counter()
                 try:
                     reply = await call_next(ctx)
                 except Exception as exc:
-                    # Only when no error boundary sits below: count it, let it propagate.
-                    info = error_info(exc)
-                    failed = Reply(task_id=ctx.task.id, status="error", agent=ctx.agent, error=info)
-                    account(ctx, failed, time.perf_counter() - start)
-                    tracing.mark_error(span, info.kind, info.message)
+                    failed(ctx, exc, start, None)
+                    raise
+                account(ctx, reply, time.perf_counter() - start)
+                return reply
+            with _span(ctx) as span:
+                start = time.perf_counter()
+                try:
+                    reply = await call_next(ctx)
+                except Exception as exc:
+                    failed(ctx, exc, start, span)
                     raise
                 account(ctx, reply, time.perf_counter() - start)
                 if reply.error is not None:
@@ -140,16 +154,18 @@ def observe(
         finally:
             current_call.reset(token)
 
+    def failed(ctx: CallContext, exc: Exception, start: float, span: Any) -> None:
+        # Only when no error boundary sits below: count it; the caller lets it propagate.
+        info = error_info(exc)
+        reply = Reply(task_id=ctx.task.id, status="error", agent=ctx.agent, error=info)
+        account(ctx, reply, time.perf_counter() - start)
+        tracing.mark_error(span, info.kind, info.message)
+
     return observe_call
 
 
-_NO_SPAN: AbstractContextManager[Any] = nullcontext()
-
-
 def _span(ctx: CallContext) -> AbstractContextManager[Any]:
-    """The call's OpenTelemetry span when a tracer is configured, else a reusable no-op."""
-    if not tracing.otel_enabled():
-        return _NO_SPAN
+    """The call's OpenTelemetry span (only called when a tracer is configured)."""
     task = ctx.task
     attributes = {
         "messaging.system": "nats",

@@ -73,19 +73,25 @@ class LatencyWindow:
 
     def record(self, duration_ms: float, *, ok: bool, cache: str | None = None) -> None:
         """One call: its duration, whether it succeeded, ``"hit"``/``"miss"`` when cached."""
-        self.calls += 1
-        self.total_ms += duration_ms
         if not ok:
             self.errors += 1
         if cache == "hit":
             self.cache_hits += 1
         elif cache == "miss":
             self.cache_misses += 1
-        if len(self._ring) < self._size:
-            self._ring.append(duration_ms)
+        self.add(duration_ms)
+
+    def add(self, duration_ms: float) -> None:
+        """Count one call and its duration (``record`` without the outcome: a successful,
+        uncached call on the hot path needs nothing more)."""
+        self.calls += 1
+        self.total_ms += duration_ms
+        ring = self._ring
+        if len(ring) < self._size:
+            ring.append(duration_ms)
         else:
-            self._ring[self._next] = duration_ms
-            self._next = (self._next + 1) % len(self._ring)
+            ring[self._next] = duration_ms
+            self._next = (self._next + 1) % self._size
 
     def percentile(self, q: float) -> float:
         return percentile(self._ring, q)
