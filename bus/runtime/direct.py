@@ -11,15 +11,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.errors
 import structlog
 from anyio.abc import TaskGroup
+from nats.aio.msg import Msg
 
 from bus import codec
 from bus.errors import InvalidInputError
 from bus.messages import ErrorInfo, Task, error_reply, new_id
 from bus.runtime.deadletters import DeadLetters
 from bus.runtime.handlers import HandlerRuntime
-from bus.transport.wire import Inbound
 from bus.workpool import WorkPool
 
 log = structlog.get_logger("bus.runtime")
@@ -55,7 +56,7 @@ class DirectServer:
         self._dead_letters = dead_letters
         self._pool = WorkPool(self._serve, workers=concurrency, capacity=max(64, 4 * concurrency))
         self._max_input = max_input_bytes
-        self.on_request: Callable[[Inbound], Awaitable[None]] = self._pool.put
+        self.on_request: Callable[[Msg], Awaitable[None]] = self._pool.put
         """Queue a request (the subscription's handler)."""
 
     def start(self, task_group: TaskGroup) -> None:
@@ -66,7 +67,7 @@ class DirectServer:
         """Let the workers finish what is queued, then stop."""
         self._pool.close()
 
-    async def _serve(self, msg: Inbound) -> None:
+    async def _serve(self, msg: Msg) -> None:
         headers = msg.headers
         if headers:
             ctype = codec.content_type(headers)
@@ -92,11 +93,13 @@ class DirectServer:
                 reply = await handler.chain(handler.context(task, mode="direct"))
                 if reply.error is not None and reply.error.kind == "invalid_input":
                     await self._dead_letter(msg, task_id, reply.error.message)
-            if ctype is codec.MSGPACK:
-                await msg.respond(codec.encode(reply))
-            else:
-                json = codec.is_json(ctype)
-                await msg.respond(codec.encode(reply, ctype), _JSON_HEADERS if json else None)
+            if msg.reply:
+                json = ctype is not codec.MSGPACK and codec.is_json(ctype)
+                await msg._client.publish(
+                    msg.reply, codec.encode(reply, ctype), headers=_JSON_HEADERS if json else None
+                )
+        except (nats.errors.Error, OSError) as exc:
+            log.warning("direct reply not sent", agent=self._agent, error=str(exc))
         except Exception:
             log.exception("direct request failed outside the handler chain")
 
@@ -108,7 +111,7 @@ class DirectServer:
         name = name or subject[len(self._subject) + 1 :]
         return self._handlers.get(name) or self._default
 
-    def _decode(self, msg: Inbound, ctype: str) -> Any:
+    def _decode(self, msg: Msg, ctype: str) -> Any:
         if len(msg.data) > self._max_input:
             raise InvalidInputError(
                 f"payload of {len(msg.data)} bytes exceeds the limit of {self._max_input} bytes"
@@ -117,7 +120,7 @@ class DirectServer:
             return None
         return codec.decode(msg.data, Any, ctype)
 
-    async def _dead_letter(self, msg: Inbound, task_id: str, error: str) -> None:
+    async def _dead_letter(self, msg: Msg, task_id: str, error: str) -> None:
         headers = msg.headers or {}
         await self._dead_letters.send(
             msg.data,

@@ -15,6 +15,7 @@ import anyio
 import msgspec
 import structlog
 from anyio.abc import TaskStatus
+from nats.aio.msg import Msg
 
 from bus import codec
 from bus.agent import Agent, HandlerSpec
@@ -221,7 +222,7 @@ class AgentService(BackgroundService):
         if cancelled:
             log.info("cancelled in-flight calls", run_id=run_id, calls=cancelled)
 
-    async def _start_micro(self, wire: Wire, on_request: Callable[[Inbound], Any] | None) -> None:
+    async def _start_micro(self, wire: Wire, on_request: Callable[[Msg], Any] | None) -> None:
         endpoints = []
         for spec in self.agent.handlers.values():
             if on_request is None:
