@@ -6,6 +6,11 @@ per item. Here a worker that finds more items after taking one wakes at most one
 goes on draining, so a burst handled by fast handlers runs in one or two task steps, while a
 handler that blocks still leaves the next item to a peer. Producers block only when
 ``capacity`` items are waiting.
+
+Items that block at once (the coordinator's compare-and-set, a durable task's publish) want
+the opposite: an ``eager`` pool wakes an idle worker for every item put, so a fetched batch
+starts in one loop iteration and its first writes leave in one socket write. Woken one after
+another, each write went out on its own: 4.5 socket writes per 3-step run instead of 1.1.
 """
 
 from __future__ import annotations
@@ -28,14 +33,21 @@ class WorkPool(Generic[T]):
             exception ends the worker's task group).
         workers: how many items may be in ``serve`` at once.
         capacity: items that may wait before ``put`` blocks.
+        eager: wake a worker per item put, for items that block at once (see the module).
     """
 
     def __init__(
-        self, serve: Callable[[T], Awaitable[None]], *, workers: int, capacity: int
+        self,
+        serve: Callable[[T], Awaitable[None]],
+        *,
+        workers: int,
+        capacity: int,
+        eager: bool = False,
     ) -> None:
         self._serve = serve
         self._workers = workers
         self._capacity = capacity
+        self._eager = eager
         self._items: deque[T] = deque()
         self._idle: deque[asyncio.Future[bool]] = deque()
         self._waking = 0  # workers woken that have not started taking items yet
@@ -61,7 +73,7 @@ class WorkPool(Generic[T]):
                 self._space = self._get_loop().create_future()
             await asyncio.shield(self._space)
         self._items.append(item)
-        if self._waking == 0:
+        if self._waking < len(self._items) if self._eager else self._waking == 0:
             self._wake_one()
 
     def close(self) -> None:
@@ -101,6 +113,6 @@ class WorkPool(Generic[T]):
             if self._space is not None and len(items) < self._capacity:
                 self._space.set_result(None)
                 self._space = None
-            if items and self._waking == 0:
+            if items and self._waking == 0 and not self._eager:
                 self._wake_one()  # in case this item blocks, a peer takes the next
             await self._serve(item)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import anyio
+import pytest
 
 from bus.workpool import WorkPool
 
@@ -102,3 +103,33 @@ async def test_put_waits_while_the_queue_is_full() -> None:
             await third
         pool.close()
     assert served == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(("eager", "started_together"), [(True, 5), (False, 1)])
+async def test_an_eager_pool_starts_a_burst_in_one_loop_iteration(
+    eager: bool, started_together: int
+) -> None:
+    # Jobs that block at once (a compare-and-set, a publish awaiting its ack) should all reach
+    # their first write in the same iteration, so the client sends the writes in one socket
+    # write. A lazy pool starts them one iteration after another (the direct path's choice:
+    # its fast handlers finish in one worker without waking the others).
+    started = 0
+    release = asyncio.Event()
+
+    async def serve(_: int) -> None:
+        nonlocal started
+        started += 1
+        await release.wait()
+
+    pool: WorkPool[int] = WorkPool(serve, workers=5, capacity=10, eager=eager)
+    async with anyio.create_task_group() as tg:
+        pool.start(tg)
+        for _ in range(5):  # every worker starts and goes idle
+            await asyncio.sleep(0)
+        for i in range(5):
+            await pool.put(i)
+        await asyncio.sleep(0)  # one loop iteration
+        assert started == started_together
+        release.set()
+        pool.close()
+    assert started == 5

@@ -28,7 +28,9 @@ class WorkerPool:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._pool: WorkPool[tuple[Job, Any]] = WorkPool(_run, workers=size, capacity=size)
+        self._pool: WorkPool[tuple[Job, Any]] = WorkPool(
+            _run, workers=size, capacity=size, eager=True
+        )
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the workers until ``close()`` and every submitted job is done."""

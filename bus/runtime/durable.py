@@ -78,7 +78,7 @@ class DurableWorker:
         # Fetched tasks go to a fixed pool of workers (a task per message costs more than a
         # fast handler); the slots keep fetched-but-unfinished tasks within `concurrency`.
         self._pool: WorkPool[tuple[Delivery, bool]] = WorkPool(
-            self._serve, workers=concurrency, capacity=concurrency
+            self._serve, workers=concurrency, capacity=concurrency, eager=True
         )
         self._running: dict[Delivery, float] = {}
         self._workers_done = anyio.Event()
