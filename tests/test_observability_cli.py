@@ -15,7 +15,6 @@ from typing import Any
 
 import anyio
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 
 from bus import codec
 from bus.messages import new_id
@@ -25,9 +24,10 @@ from bus.subjects import Subjects
 from bus.transport.discovery import gather
 from bus.transport.jetstream import ensure_bucket
 from bus.transport.micro import EndpointDef, start_service
+from bus.transport.wire import Message
 
 
-async def _noop(_: Msg) -> None:
+async def _noop(_: Message) -> None:
     return None
 
 

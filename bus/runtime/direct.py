@@ -2,7 +2,7 @@
 
 The request body is the handler's input (MessagePack, or JSON with ``Content-Type:
 application/json``); the answer is a ``Reply`` in the same encoding. Optional headers:
-``Bus-Handler`` (which handler), ``Bus-Timeout`` (seconds), ``traceparent``, ``Nats-Msg-Id``.
+``Bus-Handler`` (which handler), ``Bus-Timeout`` (seconds), ``traceparent``, ``Nats-Message-Id``.
 """
 
 from __future__ import annotations
@@ -11,16 +11,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import nats.errors
 import structlog
 from anyio.abc import TaskGroup
-from nats.aio.msg import Msg
 
 from bus import codec
-from bus.errors import InvalidInputError
+from bus.errors import InvalidInputError, TransientError
 from bus.messages import ErrorInfo, Task, error_reply, new_id
 from bus.runtime.deadletters import DeadLetters
 from bus.runtime.handlers import HandlerRuntime
+from bus.transport.wire import Message, answer
 from bus.workpool import WorkPool
 
 log = structlog.get_logger("bus.runtime")
@@ -56,7 +55,7 @@ class DirectServer:
         self._dead_letters = dead_letters
         self._pool = WorkPool(self._serve, workers=concurrency, capacity=max(64, 4 * concurrency))
         self._max_input = max_input_bytes
-        self.on_request: Callable[[Msg], Awaitable[None]] = self._pool.put
+        self.on_request: Callable[[Message], Awaitable[None]] = self._pool.put
         """Queue a request (the subscription's handler)."""
 
     def start(self, task_group: TaskGroup) -> None:
@@ -67,11 +66,11 @@ class DirectServer:
         """Let the workers finish what is queued, then stop."""
         self._pool.close()
 
-    async def _serve(self, msg: Msg) -> None:
+    async def _serve(self, msg: Message) -> None:
         headers = msg.headers
         if headers:
             ctype = codec.content_type(headers)
-            task_id = headers.get("Nats-Msg-Id") or new_id()
+            task_id = headers.get("Nats-Message-Id") or new_id()
         else:  # the common case: MessagePack, no options
             headers, ctype, task_id = _NO_HEADERS, codec.MSGPACK, new_id()
         try:
@@ -93,12 +92,9 @@ class DirectServer:
                 reply = await handler.chain(handler.context(task, mode="direct"))
                 if reply.error is not None and reply.error.kind == "invalid_input":
                     await self._dead_letter(msg, task_id, reply.error.message)
-            if msg.reply:
-                json = ctype is not codec.MSGPACK and codec.is_json(ctype)
-                await msg._client.publish(
-                    msg.reply, codec.encode(reply, ctype), headers=_JSON_HEADERS if json else None
-                )
-        except (nats.errors.Error, OSError) as exc:
+            json = ctype is not codec.MSGPACK and codec.is_json(ctype)
+            await answer(msg, codec.encode(reply, ctype), _JSON_HEADERS if json else None)
+        except TransientError as exc:
             log.warning("direct reply not sent", agent=self._agent, error=str(exc))
         except Exception:
             log.exception("direct request failed outside the handler chain")
@@ -111,7 +107,7 @@ class DirectServer:
         name = name or subject[len(self._subject) + 1 :]
         return self._handlers.get(name) or self._default
 
-    def _decode(self, msg: Msg, ctype: str) -> Any:
+    def _decode(self, msg: Message, ctype: str) -> Any:
         if len(msg.data) > self._max_input:
             raise InvalidInputError(
                 f"payload of {len(msg.data)} bytes exceeds the limit of {self._max_input} bytes"
@@ -120,13 +116,13 @@ class DirectServer:
             return None
         return codec.decode(msg.data, Any, ctype)
 
-    async def _dead_letter(self, msg: Msg, task_id: str, error: str) -> None:
+    async def _dead_letter(self, msg: Message, task_id: str, error: str) -> None:
         headers = msg.headers or {}
         await self._dead_letters.send(
             msg.data,
             reason="invalid_input",
             error=error,
-            task_id=task_id if "Nats-Msg-Id" in headers else "",
+            task_id=task_id if "Nats-Message-Id" in headers else "",
             subject=msg.subject,
             content_type=headers.get("Content-Type"),
         )

@@ -15,7 +15,6 @@ import anyio
 import msgspec
 import structlog
 from anyio.abc import TaskStatus
-from nats.aio.msg import Msg
 
 from bus import codec
 from bus.agent import Agent, HandlerSpec
@@ -36,7 +35,7 @@ from bus.transport.connection import connect
 from bus.transport.consumer import ConsumerSpec, PullConsumer
 from bus.transport.jetstream import ensure_all
 from bus.transport.micro import EndpointDef, start_service
-from bus.transport.wire import Inbound, Wire
+from bus.transport.wire import Inbound, Message, Wire
 
 log = structlog.get_logger("bus.runtime")
 
@@ -222,7 +221,7 @@ class AgentService(BackgroundService):
         if cancelled:
             log.info("cancelled in-flight calls", run_id=run_id, calls=cancelled)
 
-    async def _start_micro(self, wire: Wire, on_request: Callable[[Msg], Any] | None) -> None:
+    async def _start_micro(self, wire: Wire, on_request: Callable[[Message], Any] | None) -> None:
         endpoints = []
         for spec in self.agent.handlers.values():
             if on_request is None:

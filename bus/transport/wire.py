@@ -16,6 +16,24 @@ from nats.aio.subscription import Subscription
 
 from bus.errors import BusError, ConnectionFailedError, NoAgentError, TransientError
 
+Message = Msg
+"""A core message as nats-py delivers it (``subject``, ``data``, ``headers``, ``reply``); the
+direct path takes it as it is, without an ``Inbound`` wrapper per request."""
+
+
+async def answer(msg: Msg, data: bytes, headers: dict[str, str] | None = None) -> None:
+    """Publish ``data`` on the reply subject of ``msg`` (nothing when it has none).
+
+    Raises:
+        TransientError: the reply could not be sent.
+    """
+    if not msg.reply:
+        return
+    try:
+        await msg._client.publish(msg.reply, data, headers=headers)
+    except (nats.errors.Error, OSError) as exc:
+        raise TransientError(f"cannot respond: {exc}") from None
+
 
 class Inbound:
     """A core message that may be answered."""
@@ -33,12 +51,7 @@ class Inbound:
         return bool(self._msg.reply)
 
     async def respond(self, data: bytes, headers: dict[str, str] | None = None) -> None:
-        if not self._msg.reply:
-            return
-        try:
-            await self._msg._client.publish(self._msg.reply, data, headers=headers)
-        except (nats.errors.Error, OSError) as exc:
-            raise TransientError(f"cannot respond: {exc}") from None
+        await answer(self._msg, data, headers)
 
 
 class Outbound(msgspec.Struct, frozen=True):
