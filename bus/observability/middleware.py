@@ -118,7 +118,7 @@ def observe(
                 error=error.message,
             )
 
-    async def observe_call(ctx: CallContext, call_next: Next) -> Reply:
+    async def observe_call(ctx: CallContext, call_next: Next, span: Any = _UNTRACED) -> Reply:
         nonlocal log, info_enabled, debug_enabled
         if log is None:
             # Resolved once, at the first call: a lazy proxy would re-resolve on every call.
@@ -127,30 +127,25 @@ def observe(
             if enabled is not None:
                 info_enabled = enabled(logging.INFO)
                 debug_enabled = enabled(logging.DEBUG)
+        if span is _UNTRACED:
+            if tracing.otel_enabled():
+                with _span(ctx) as opened:
+                    return await observe_call(ctx, call_next, opened)
+            span = None  # no tracer: not even a no-op ``with`` per call
         token = current_call.set(ctx)
         try:
             if debug_enabled:
                 log.debug("task started", mode=ctx.mode)
-            if not tracing.otel_enabled():  # no span: not even a no-op ``with`` per call
-                start = time.perf_counter()
-                try:
-                    reply = await call_next(ctx)
-                except Exception as exc:
-                    failed(ctx, exc, start, None)
-                    raise
-                account(ctx, reply, time.perf_counter() - start)
-                return reply
-            with _span(ctx) as span:
-                start = time.perf_counter()
-                try:
-                    reply = await call_next(ctx)
-                except Exception as exc:
-                    failed(ctx, exc, start, span)
-                    raise
-                account(ctx, reply, time.perf_counter() - start)
-                if reply.error is not None:
-                    tracing.mark_error(span, reply.error.kind, reply.error.message)
-                return reply
+            start = time.perf_counter()
+            try:
+                reply = await call_next(ctx)
+            except Exception as exc:
+                failed(ctx, exc, start, span)
+                raise
+            account(ctx, reply, time.perf_counter() - start)
+            if span is not None and reply.error is not None:
+                tracing.mark_error(span, reply.error.kind, reply.error.message)
+            return reply
         finally:
             current_call.reset(token)
 
@@ -162,6 +157,9 @@ def observe(
         tracing.mark_error(span, info.kind, info.message)
 
     return observe_call
+
+
+_UNTRACED: Any = object()  # observe_call's span argument before it looked for a tracer
 
 
 def _span(ctx: CallContext) -> AbstractContextManager[Any]:
