@@ -23,6 +23,18 @@ log = structlog.get_logger("bus.transport")
 
 FETCH_WAIT = 1.0
 STALL_LIMIT = 5
+STALE_STATUS_GRACE = 0.02
+"""Seconds a fetch that timed out empty waits before the next one may start.
+
+The server ends an expired pull with a "408 Request Timeout" 100 µs before nats-py's own
+timer fires, so the status can arrive just after the fetch gave up. If it lands after the
+next fetch cleared the inbox, nats-py takes it for the answer to its no-wait probe and sends a
+second, lingering pull for the whole wait. That pull outlives the fetch and captures the next
+message, and the fetch after it waits for the rest of its batch until the orphan expires: a
+message published after an idle second took up to a second to arrive (nats-io/nats.py#986,
+still open in 2.16). Waiting this long lets the late status arrive first, where the next
+fetch discards it.
+"""
 
 
 class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -131,6 +143,7 @@ class PullConsumer:
         try:
             msgs = await self._sub.fetch(batch, timeout=wait)  # type: ignore[union-attr]
         except (nats.errors.TimeoutError, TimeoutError):
+            await anyio.sleep(STALE_STATUS_GRACE)
             return ()
         except (nats.errors.Error, OSError) as exc:
             self._failures += 1
