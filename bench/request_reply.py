@@ -1,7 +1,9 @@
 """Direct request/reply through an agent vs a raw nats-py responder, side by side in one run.
 
 Each side runs in its own process against the same embedded nats-server; this process is the
-client. Prints JSON: req/s at 64 in flight, p50/p99 one at a time, and the ratios bus/raw.
+client. Prints JSON: req/s at 64 in flight, p50/p99 one at a time, the CPU microseconds the
+responder and the server spent per request at 64 in flight, and the ratios bus/raw. The CPU
+ratio moves much less than req/s between runs on a noisy machine.
 
     python bench/request_reply.py [--requests 20000] [--sequential 2000]
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import msgspec
 import nats
+from cpu import cpu_seconds
 
 from bus.server import NatsServer
 from bus.testing import settings_for, spawn_bus
@@ -55,13 +58,20 @@ async def in_flight(nc: nats.NATS, subject: str, total: int, window: int) -> flo
     return total / (time.perf_counter() - start)
 
 
-async def measure(url: str, subject: str, args: argparse.Namespace) -> dict[str, float]:
+async def measure(
+    url: str, subject: str, args: argparse.Namespace, pids: tuple[int, ...] = ()
+) -> dict[str, float]:
+    """One round; with ``pids`` (responder, server) also their CPU per request in flight."""
     nc = await nats.connect(url)
     try:
         for _ in range(200):  # warm up
             await nc.request(subject, PAYLOAD, timeout=5)
         result = await one_at_a_time(nc, subject, args.sequential)
+        before = [cpu_seconds(pid) for pid in pids]
         result["rps_64"] = round(await in_flight(nc, subject, args.requests, 64), 1)
+        for name, pid, start in zip(("responder", "server"), pids, before, strict=False):
+            used = cpu_seconds(pid) - start
+            result[f"cpu_us_{name}"] = round(used * 1e6 / args.requests, 1)
         return result
     finally:
         await nc.close()
@@ -69,11 +79,15 @@ async def measure(url: str, subject: str, args: argparse.Namespace) -> dict[str,
 
 def best(rounds: list[dict[str, float]]) -> dict[str, float]:
     """The best value of each measure over the rounds."""
-    return {
+    result = {
         "p50_us": min(r["p50_us"] for r in rounds),
         "p99_us": min(r["p99_us"] for r in rounds),
         "rps_64": max(r["rps_64"] for r in rounds),
     }
+    for key in ("cpu_us_responder", "cpu_us_server"):
+        if all(key in r for r in rounds):
+            result[key] = min(r[key] for r in rounds)
+    return result
 
 
 async def wait_for_responder(url: str, subject: str) -> None:
@@ -116,9 +130,14 @@ def main() -> None:
             # Alternate the two sides and keep each one's best round: this machine is noisy,
             # and noise should hit both alike.
             raw_rounds, bus_rounds = [], []
+            server_pid = server.process.pid  # type: ignore[union-attr]
             for _ in range(args.rounds):
-                raw_rounds.append(asyncio.run(measure(server.url, "bench.raw", args)))
-                bus_rounds.append(asyncio.run(measure(server.url, f"bus.agent.{name}", args)))
+                raw_pids = (raw.pid, server_pid)
+                bus_pids = (agent.pid, server_pid)
+                raw_rounds.append(asyncio.run(measure(server.url, "bench.raw", args, raw_pids)))
+                bus_rounds.append(
+                    asyncio.run(measure(server.url, f"bus.agent.{name}", args, bus_pids))
+                )
             raw_result, bus_result = best(raw_rounds), best(bus_rounds)
         finally:
             for proc in (raw, agent):
@@ -131,9 +150,15 @@ def main() -> None:
         "bus": bus_result,
         "ratio_rps_64": round(bus_result["rps_64"] / raw_result["rps_64"], 3),
         "ratio_p50": round(bus_result["p50_us"] / raw_result["p50_us"], 3),
+        # raw CPU / bus CPU per request (responder + server): 1.0 = as cheap as raw nats-py.
+        "ratio_cpu": round(_cpu(raw_result) / _cpu(bus_result), 3) if _cpu(bus_result) else None,
         "targets": {"ratio_rps_64": ">= 0.8", "ratio_p50": "<= 1.3"},
     }
     print(json.dumps(report, indent=2))
+
+
+def _cpu(result: dict[str, float]) -> float:
+    return result.get("cpu_us_responder", 0.0) + result.get("cpu_us_server", 0.0)
 
 
 if __name__ == "__main__":

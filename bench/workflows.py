@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from cpu import cpu_seconds
 
 from bus import Agent, CallContext
 
@@ -254,15 +255,6 @@ class Lanes:
             "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, 2),
             "cpu_ms_per_run": {k: round(v * 1000 / len(lat), 2) for k, v in cpu.items()},
         }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux ``/proc``; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Side:
