@@ -43,6 +43,21 @@ async def test_msgpack_requests_get_msgpack_replies(settings: Settings, nc: NATS
     assert reply.output == {"text": "hello bo"}
 
 
+async def test_a_request_with_nats_msg_id_is_answered_under_that_task_id(
+    settings: Settings, nc: NATS
+) -> None:
+    async with running_agent(echo, settings):
+        msg = await nc.request(
+            "bus.agent.echo",
+            codec.encode({"name": "bo"}),
+            timeout=5,
+            headers={"Nats-Msg-Id": "caller-42"},
+        )
+    reply = msgspec.msgpack.decode(msg.data, type=Reply)
+    assert reply.task_id == "caller-42"
+    assert reply.output == {"text": "hello bo"}
+
+
 async def test_schema_invalid_input_names_field_and_is_dead_lettered(
     settings: Settings, nc: NATS
 ) -> None:

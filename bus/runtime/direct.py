@@ -2,7 +2,7 @@
 
 The request body is the handler's input (MessagePack, or JSON with ``Content-Type:
 application/json``); the answer is a ``Reply`` in the same encoding. Optional headers:
-``Bus-Handler`` (which handler), ``Bus-Timeout`` (seconds), ``traceparent``, ``Nats-Message-Id``.
+``Bus-Handler`` (which handler), ``Bus-Timeout`` (seconds), ``traceparent``, ``Nats-Msg-Id``.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class DirectServer:
         headers = msg.headers
         if headers:
             ctype = codec.content_type(headers)
-            task_id = headers.get("Nats-Message-Id") or new_id()
+            task_id = headers.get("Nats-Msg-Id") or new_id()
         else:  # the common case: MessagePack, no options
             headers, ctype, task_id = _NO_HEADERS, codec.MSGPACK, new_id()
         try:
@@ -122,7 +122,7 @@ class DirectServer:
             msg.data,
             reason="invalid_input",
             error=error,
-            task_id=task_id if "Nats-Message-Id" in headers else "",
+            task_id=task_id if "Nats-Msg-Id" in headers else "",
             subject=msg.subject,
             content_type=headers.get("Content-Type"),
         )
