@@ -57,6 +57,7 @@ class IdempotencyStore:
         """Record ``reply`` as the outcome of ``task_id``."""
         await self._store.put(self.key(task_id), codec.encode(reply), ttl=kv_ttl(self.ttl))
 
-    def record(self, task_id: str, reply: Reply) -> Outbound:
-        """The message ``put`` publishes, to send together with the reply."""
-        return self._store.put_message(self.key(task_id), codec.encode(reply), ttl=kv_ttl(self.ttl))
+    def record(self, task_id: str, encoded_reply: bytes) -> Outbound:
+        """The message ``put`` publishes (given the reply as ``codec.encode`` made it), to send
+        together with the reply."""
+        return self._store.put_message(self.key(task_id), encoded_reply, ttl=kv_ttl(self.ttl))

@@ -250,11 +250,12 @@ class DurableWorker:
         redelivery, so keep trying for half the ack wait before leaving it to JetStream.
         """
         deadline = time.monotonic() + self._ack_wait / 2
+        encoded = codec.encode(reply)  # one encoding for the reply and its record
         messages = []
         if task.run_id:
-            messages.append(self._reply_message(task, reply))
+            messages.append(self._reply_message(task, encoded))
         if self._idempotency is not None:
-            messages.append(self._idempotency.record(task.id, reply))
+            messages.append(self._idempotency.record(task.id, encoded))
         while True:
             try:
                 await self._wire.persist_all(messages)
@@ -267,15 +268,13 @@ class DurableWorker:
 
     async def _publish_reply(self, task: Task, reply: Reply) -> None:
         if task.run_id:
-            await self._wire.persist_all([self._reply_message(task, reply)])
+            await self._wire.persist_all([self._reply_message(task, codec.encode(reply))])
 
-    def _reply_message(self, task: Task, reply: Reply) -> Outbound:
+    def _reply_message(self, task: Task, encoded_reply: bytes) -> Outbound:
         headers = {"Nats-Msg-Id": f"reply.{task.id}"}
         if task.trace:
             headers["traceparent"] = task.trace
-        return Outbound(
-            self._subjects.reply(self._agent, task.run_id), codec.encode(reply), headers
-        )
+        return Outbound(self._subjects.reply(self._agent, task.run_id), encoded_reply, headers)
 
     async def _give_up(
         self, delivery: Delivery, task: Task | None, reason: Reason, error: str
