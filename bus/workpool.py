@@ -73,7 +73,8 @@ class WorkPool(Generic[T]):
                 self._space = self._get_loop().create_future()
             await asyncio.shield(self._space)
         self._items.append(item)
-        if self._waking < len(self._items) if self._eager else self._waking == 0:
+        # Eager: a worker for every waiting item. Lazy: one, which wakes the next if it must.
+        if self._waking < (len(self._items) if self._eager else 1):
             self._wake_one()
 
     def close(self) -> None:
