@@ -131,9 +131,8 @@ def main() -> None:
             # and noise should hit both alike.
             raw_rounds, bus_rounds = [], []
             server_pid = server.process.pid  # type: ignore[union-attr]
+            raw_pids, bus_pids = (raw.pid, server_pid), (agent.pid, server_pid)
             for _ in range(args.rounds):
-                raw_pids = (raw.pid, server_pid)
-                bus_pids = (agent.pid, server_pid)
                 raw_rounds.append(asyncio.run(measure(server.url, "bench.raw", args, raw_pids)))
                 bus_rounds.append(
                     asyncio.run(measure(server.url, f"bus.agent.{name}", args, bus_pids))
