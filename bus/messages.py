@@ -20,7 +20,7 @@ ReplyStatus = Literal["ok", "error"]
 # Headers of a task message that say it was published before under the same task id.
 # An agent consults its idempotency record only for a redelivery or for a task marked
 # REDISPATCH: the first publish of a task id is the only unmarked one (the coordinator marks
-# every re-publish), which saves a KV read on every fresh task. REPLAY (`bus dlq replay`) asks
+# every re-publish), which saves a read on every fresh task. REPLAY (`bus dlq replay`) asks
 # for the task to run anew, record or not.
 REDISPATCH_HEADER = "Bus-Redispatch"
 REPLAY_HEADER = "Bus-Replay"
@@ -95,7 +95,7 @@ class Reply(msgspec.Struct, frozen=True, omit_defaults=True):
         output: the handler's result as plain data.
         error: why it failed, when ``status`` is ``error``.
         duration_ms: time spent in the handler chain.
-        cached: true when the output came from the dedup cache or an idempotency record.
+        cached: true when the output came from the dedup cache.
     """
 
     task_id: str

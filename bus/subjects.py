@@ -6,6 +6,7 @@ names of DESIGN.md (``bus.task.<agent>``, stream ``BUS_TASKS``, bucket ``bus_run
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import msgspec
@@ -30,6 +31,11 @@ def check_event_type(event_type: str) -> str:
     return event_type
 
 
+def task_token(task_id: str) -> str:
+    """A task id as one subject token (task ids hold ``/`` and step names anything)."""
+    return hashlib.blake2b(task_id.encode(), digest_size=10).hexdigest()
+
+
 class Subjects(msgspec.Struct, frozen=True):
     """Every NATS name the bus uses, derived from ``prefix``."""
 
@@ -44,9 +50,10 @@ class Subjects(msgspec.Struct, frozen=True):
         """Durable task subject of an agent, in the work-queue stream."""
         return f"{self.prefix}.task.{agent}"
 
-    def reply(self, agent: str, run_id: str) -> str:
-        """Where an agent publishes the reply to a workflow task."""
-        return f"{self.prefix}.reply.{agent}.{run_id}"
+    def reply(self, agent: str, run_id: str, task_id: str) -> str:
+        """Where an agent publishes the reply to a workflow task: one subject per task, so
+        the reply, kept in stream ``BUS_REPLIES``, is also the task's idempotency record."""
+        return f"{self.prefix}.reply.{agent}.{run_id}.{task_token(task_id)}"
 
     def event(self, event_type: str) -> str:
         return f"{self.prefix}.event.{event_type}"

@@ -68,7 +68,7 @@ async def until(predicate: object, timeout: float = 10.0) -> None:
 
 
 async def publish_reply(nc: NATS, agent: str, run_id: str, reply: Reply, msg_id: str) -> None:
-    subject = Subjects().reply(agent, run_id)
+    subject = Subjects().reply(agent, run_id, reply.task_id)
     await nc.jetstream().publish(subject, codec.encode(reply), headers={"Nats-Msg-Id": msg_id})
 
 
@@ -84,7 +84,7 @@ async def test_invalid_replies_are_rejected_with_a_reason_and_change_nothing(
         await publish_reply(nc, "nobody", run_id, Reply(task_id=f"{run_id}/9/1", status="ok"), "f3")
         mismatched = Reply(task_id=task_id, status="ok", run_id="other")
         await publish_reply(nc, "nobody", run_id, mismatched, "f4")  # payload names another run
-        await nc.jetstream().publish(Subjects().reply("nobody", run_id), b"\xc1garbage")
+        await nc.jetstream().publish(Subjects().reply("nobody", run_id, "x"), b"\xc1garbage")
         await until(lambda: sum(tally.rejected.values()) == 5)
         assert tally.rejected == Counter(forged=2, unknown_run=1, unknown_step=1, malformed=1)
         assert (await client.get_run(run_id)).steps["0"].state == "dispatched"

@@ -101,10 +101,14 @@ async def test_agent_fetches_acks_progresses_and_replies(
     first, second = got
     await first.ack_sync()
     await second.term()
-    reply = await alpha.client.jetstream().publish(S.reply("alpha", "run-1"), b"ok")
+    reply = await alpha.client.jetstream().publish(S.reply("alpha", "run-1", "run-1/0/1"), b"ok")
     dead = await alpha.client.jetstream().publish(S.dlq("alpha"), b"dead")
 
     assert (reply.stream, dead.stream) == (S.replies_stream, S.dlq_stream)
+    record = await alpha.client.jetstream().get_msg(
+        S.replies_stream, subject=S.reply("alpha", "run-1", "run-1/0/1"), direct=True
+    )
+    assert record.data == b"ok"  # its own reply, read back as an idempotency record
     assert await _stream_messages(admin, S.tasks_stream) == 0
     assert alpha.violations() == []
     assert coordinator.violations() == []
@@ -151,10 +155,12 @@ async def test_agent_cannot_read_take_ack_or_answer_for_another(
     await beta.publish_refused(f"$JS.API.CONSUMER.DURABLE.CREATE.{S.tasks_stream}.beta")
     await beta.publish_refused(held.reply, b"+ACK")
     await beta.publish_refused(held.reply, b"+TERM")
-    await beta.publish_refused(S.reply("alpha", "run-1"), b"forged")
+    await beta.publish_refused(S.reply("alpha", "run-1", "run-1/0/1"), b"forged")
     await beta.publish_refused(S.dlq("alpha"), b"forged")
     await beta.publish_refused("$KV.bus_cache.alpha.task.x", b"forged")
     await beta.publish_refused("$JS.API.DIRECT.GET.KV_bus_cache.$KV.bus_cache.alpha.task.x")
+    alphas_reply = S.reply("alpha", "run-1", "run-1/0/1")
+    await beta.publish_refused(f"$JS.API.DIRECT.GET.{S.replies_stream}.{alphas_reply}")
     await beta.publish_refused(f"$JS.API.STREAM.DELETE.{S.tasks_stream}")
     await beta.publish_refused(f"$JS.API.STREAM.PURGE.{S.tasks_stream}")
 
@@ -223,13 +229,13 @@ async def test_coordinator_dispatches_consumes_replies_but_cannot_forge_or_delet
 ) -> None:
     coordinator, alpha, admin = users["coordinator"], users["alpha"], users["admin"]
     await _dispatch(coordinator, "beta")
-    await alpha.client.jetstream().publish(S.reply("alpha", "run-1"), b"ok")
+    await alpha.client.jetstream().publish(S.reply("alpha", "run-1", "run-1/0/1"), b"ok")
     js = coordinator.client.jetstream()
     sub = await js.pull_subscribe(
         f"{S.prefix}.reply.>", durable=S.coordinator_consumer, stream=S.replies_stream
     )
     (reply,) = await sub.fetch(1, timeout=5)
-    assert reply.subject == S.reply("alpha", "run-1")
+    assert reply.subject == S.reply("alpha", "run-1", "run-1/0/1")
     await reply.ack_sync()
     runs = await js.key_value("bus_runs")
     revision = await runs.create("run-1", b"pending")
@@ -237,11 +243,11 @@ async def test_coordinator_dispatches_consumes_replies_but_cannot_forge_or_delet
     await coordinator.client.publish(S.run("run-1", "running"), b"")
     assert coordinator.violations() == []
 
-    await coordinator.publish_refused(S.reply("alpha", "run-2"), b"forged")
+    await coordinator.publish_refused(S.reply("alpha", "run-2", "run-2/0/1"), b"forged")
     await coordinator.publish_refused(f"$JS.API.STREAM.DELETE.{S.tasks_stream}")
     await coordinator.publish_refused("$KV.bus_cache.alpha.task.x", b"forged")
     assert await _stream_messages(admin, S.tasks_stream) == 1
-    assert await _stream_messages(admin, S.replies_stream) == 0
+    assert await _stream_messages(admin, S.replies_stream) == 1  # acked, kept as the record
 
 
 async def test_client_publishes_events_starts_runs_and_reads_state_only(
@@ -272,7 +278,7 @@ async def test_client_publishes_events_starts_runs_and_reads_state_only(
     assert client.violations() == []
 
     await client.publish_refused(S.task("alpha"), b"forged")
-    await client.publish_refused(S.reply("alpha", "run-7"), b"forged")
+    await client.publish_refused(S.reply("alpha", "run-7", "run-7/0/1"), b"forged")
     await client.publish_refused(S.run("run-7", "failed"), b"")
     await client.publish_refused(S.cancel("run-7"), b"")
     await client.publish_refused("$KV.bus_runs.run-7", b"forged")

@@ -110,6 +110,23 @@ async def test_redelivered_task_returns_recorded_reply_without_running_again(
     assert lines(effects, "greet") == ["once"]
 
 
+async def test_a_task_outside_any_run_is_answered_from_its_record_in_the_cache(
+    settings: Settings, nc: NATS, effects: Path
+) -> None:
+    task = Task(id="solo-1", agent="echo", input={"name": "solo"})  # no run: no reply subject
+    async with running_agent(echo, settings):
+        await publish_task(nc, task, msg_id="first")
+        await work_queue_empty(nc)
+        await nc.jetstream().publish(
+            "bus.task.echo",
+            codec.encode(task),
+            headers={"Nats-Msg-Id": "second", "Bus-Redispatch": "1"},
+        )
+        await work_queue_empty(nc)
+    assert lines(effects, "greet") == ["solo"]
+    assert (await nc.jetstream().stream_info("BUS_REPLIES")).state.messages == 0
+
+
 async def test_transient_failures_nak_with_growing_delay_then_dead_letter(
     settings: Settings, nc: NATS, effects: Path
 ) -> None:

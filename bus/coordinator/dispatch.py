@@ -2,7 +2,8 @@
 
 Tasks are published to ``bus.task.<agent>`` (stream ``BUS_TASKS``) with ``Nats-Msg-Id`` = the
 task id, so a repeated dispatch (after a crash, a lost race, a recovery) is dropped by the
-stream inside its duplicate window and answered from the agent's idempotency record after it.
+stream inside its duplicate window and, after it, acked unrun by an agent that finds the
+step's reply already stored (its idempotency record).
 """
 
 from __future__ import annotations

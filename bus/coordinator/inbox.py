@@ -43,10 +43,11 @@ class Inbox:
 
     # -- replies ---------------------------------------------------------------------------
     async def on_reply(self, delivery: Delivery) -> None:
-        """A reply on ``bus.reply.<agent>.<run_id>``: the subject names the trusted sender."""
-        agent, _, run_id = delivery.subject.removeprefix(
-            f"{self._subjects.prefix}.reply."
-        ).partition(".")
+        """A reply on ``bus.reply.<agent>.<run_id>.<task>``: the subject names the trusted
+        sender (run ids may hold dots; the agent and the task token may not)."""
+        tail = delivery.subject.removeprefix(f"{self._subjects.prefix}.reply.")
+        agent, _, rest = tail.partition(".")
+        run_id = rest.rpartition(".")[0]
         try:
             reply = codec.decode(delivery.data, Reply, codec.content_type(delivery.headers))
         except InvalidInputError as exc:

@@ -115,7 +115,7 @@ class Coordinator(BackgroundService):
         nc = await connect(self.settings, name="coordinator")
         wire = self._wire = Wire(nc)
         try:
-            buckets = await ensure_all(nc, self.subjects, self.settings.replicas)
+            buckets = await ensure_all(nc, self.subjects, self.settings.replicas, manage=True)
             registry = TopologyRegistry(buckets["topologies"], wire)
             if self.options.topologies:
                 await registry.register_all(load_directory(self.options.topologies))

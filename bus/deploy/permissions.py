@@ -10,7 +10,8 @@ Roles:
   queue group ``<name>``; creates, reads and pulls only its own durable consumer ``<name>`` on
   ``bus.task.<name>`` (and its event consumers ``<name>-<handler>`` on the events stream);
   acks only those consumers' messages, in both ack-subject formats; publishes replies only on
-  ``bus.reply.<name>.>`` and dead letters only on ``bus.dlq.<name>``; reads and writes only
+  ``bus.reply.<name>.>`` (and reads back only those, as idempotency records) and dead
+  letters only on ``bus.dlq.<name>``; reads and writes only
   its own keys (``<name>`` and ``<name>.*``) in ``bus_cache``, ``bus_breakers`` and
   ``bus_limits``; answers NATS micro discovery. It creates no stream or bucket.
 - the coordinator: creates the streams and buckets, dispatches on ``bus.task.>``, consumes
@@ -84,6 +85,8 @@ def agent_permissions(
         # Only the create subject that names the filter: the server checks that the filter in
         # the request matches it, so no other agent's tasks can be selected.
         f"$JS.API.CONSUMER.CREATE.{tasks}.{agent}.{s.task(agent)}",
+        # Its own replies, read back as idempotency records when a task is redelivered.
+        f"$JS.API.DIRECT.GET.{s.replies_stream}.{s.prefix}.reply.{agent}.>",
         f"$JS.API.CONSUMER.INFO.{tasks}.{agent}",
         f"$JS.API.CONSUMER.MSG.NEXT.{tasks}.{agent}",
         *_acks(tasks, agent),

@@ -1,7 +1,8 @@
-"""Idempotency records: the reply of each durable task id, kept in KV ``bus_cache``.
+"""Idempotency records of durable tasks outside any run: their replies, in KV ``bus_cache``.
 
-The durable runtime records a task's reply before acking it; a redelivered task (the ack was
-lost, or arrived after the redelivery) returns the recorded reply instead of running again.
+The durable runtime records such a task's reply before acking it; a redelivered task (the ack
+was lost, or arrived after the redelivery) is then acked without running again. A workflow
+task needs no record here: its reply, kept in ``BUS_REPLIES``, is its record.
 """
 
 from __future__ import annotations

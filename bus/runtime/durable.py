@@ -1,10 +1,11 @@
 """Durable tasks: the pull consumer ``<agent>`` on ``bus.task.<agent>`` (stream ``BUS_TASKS``).
 
-Per task: decode; if an idempotency record exists, answer with it; else run the chain, with
-``in_progress`` heartbeats while it runs. A retryable failure with attempts left is a NAK
-with the backoff delay (the retry survives this process); otherwise the reply is recorded,
-published to ``bus.reply.<agent>.<run_id>`` and only then is the task acked. Tasks that cannot
-succeed go to the DLQ.
+Per task: decode; if it may have run before (a redelivery, a re-dispatch) and was answered,
+ack it; else run the chain, with ``in_progress`` heartbeats while it runs. A retryable
+failure with attempts left is a NAK with the backoff delay (the retry survives this process);
+otherwise the reply is stored (a workflow task's on ``bus.reply.<agent>.<run_id>.<task>`` in
+``BUS_REPLIES``, which is also its idempotency record; any other task's as a record in
+``bus_cache``) and only then is the task acked. Tasks that cannot succeed go to the DLQ.
 """
 
 from __future__ import annotations
@@ -187,16 +188,15 @@ class DurableWorker:
             reply = error_reply(task, ErrorInfo(kind="transient", message=error))
             await self._finish(delivery, task, reply, dead_letter="max_deliver")
             return
-        if self._idempotency is not None and _may_have_run(delivery):
+        if _may_have_run(delivery):
             try:
-                recorded = await self._idempotency.get(task.id)
+                answered = await self._answered(task)
             except TransientError as exc:
                 # Unknown whether it already ran: never guess, try again shortly.
                 log.warning("idempotency record unreadable, retrying", error=str(exc))
                 await delivery.nak(RETRY_PAUSE * 4)
                 return
-            if recorded is not None:
-                await self._publish_reply(task, recorded)
+            if answered:
                 await delivery.ack()
                 return
         run_id = task.run_id
@@ -237,28 +237,40 @@ class DurableWorker:
             return
         await delivery.ack()
 
-    async def _record_and_reply(self, task: Task, reply: Reply) -> bool:
-        """Record the reply and publish it; retried through a reconnect or failover.
+    async def _answered(self, task: Task) -> bool:
+        """Whether this task id was answered before: its reply is in ``BUS_REPLIES`` (a
+        workflow task) or its idempotency record in ``bus_cache`` (any other)."""
+        if task.run_id:
+            subject = self._subjects.reply(self._agent, task.run_id, task.id)
+            stream = self._subjects.replies_stream
+            return await self._wire.last_message(stream, subject) is not None
+        if self._idempotency is None:
+            return False
+        return await self._idempotency.get(task.id) is not None
 
-        Both writes go out at once (a step's latency pays one round trip, not two) and both
-        must succeed before the ack. Doing them in order would not save a second run of the
-        handler: that can happen only until the record is stored, either way. Both writes are
-        idempotent (the record is overwritten, the reply deduplicated by its Nats-Msg-Id), so a
-        retry repeats them together.
+    async def _record_and_reply(self, task: Task, reply: Reply) -> bool:
+        """Store the reply where a redelivery will find it; retried through a reconnect or
+        failover.
+
+        A workflow task's reply goes to ``BUS_REPLIES`` on a subject of its own, which keeps
+        it after the coordinator acks: one write is both the reply and the record. Any other
+        task's reply is recorded in ``bus_cache``. The write is idempotent (the reply is
+        deduplicated by its Nats-Msg-Id, the record overwritten), so a retry repeats it.
 
         The handler's effect has happened: giving up here means running it again on
         redelivery, so keep trying for half the ack wait before leaving it to JetStream.
         """
         deadline = time.monotonic() + self._ack_wait / 2
-        encoded = codec.encode(reply)  # one encoding for the reply and its record
-        messages = []
+        encoded = codec.encode(reply)
         if task.run_id:
-            messages.append(self._reply_message(task, encoded))
-        if self._idempotency is not None:
-            messages.append(self._idempotency.record(task.id, encoded))
+            message = self._reply_message(task, encoded)
+        elif self._idempotency is not None:
+            message = self._idempotency.record(task.id, encoded)
+        else:
+            return True
         while True:
             try:
-                await self._wire.persist_all(messages)
+                await self._wire.persist_all([message])
                 return True
             except TransientError as exc:
                 if time.monotonic() >= deadline:
@@ -266,15 +278,12 @@ class DurableWorker:
                     return False
                 await anyio.sleep(RETRY_PAUSE)
 
-    async def _publish_reply(self, task: Task, reply: Reply) -> None:
-        if task.run_id:
-            await self._wire.persist_all([self._reply_message(task, codec.encode(reply))])
-
     def _reply_message(self, task: Task, encoded_reply: bytes) -> Outbound:
         headers = {"Nats-Msg-Id": f"reply.{task.id}"}
         if task.trace:
             headers["traceparent"] = task.trace
-        return Outbound(self._subjects.reply(self._agent, task.run_id), encoded_reply, headers)
+        subject = self._subjects.reply(self._agent, task.run_id, task.id)
+        return Outbound(subject, encoded_reply, headers)
 
     async def _give_up(
         self, delivery: Delivery, task: Task | None, reason: Reason, error: str

@@ -74,7 +74,7 @@ class Delivery:
         self.stream_seq: int = meta.sequence.stream if meta.sequence else 0
 
     async def ack(self) -> None:
-        """Acknowledge (the message is then gone).
+        """Acknowledge (a work-queue stream then drops the message).
 
         Not confirmed by a round trip: a lost ack only means a redelivery, which the
         idempotency record answers without running the handler again.

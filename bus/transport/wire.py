@@ -174,6 +174,21 @@ class Wire:
         raw = await self.js.get_msg(stream, seq)
         return raw.subject or "", raw.data or b"", dict(raw.headers or {})
 
+    async def last_message(self, stream: str, subject: str) -> bytes | None:
+        """The data of the last message on ``subject`` in ``stream`` (a direct get, served
+        by any replica), or ``None`` when there is none.
+
+        Raises:
+            TransientError: the stream did not answer.
+        """
+        try:
+            raw = await self.js.get_msg(stream, subject=subject, direct=True)
+        except nats.js.errors.NotFoundError:
+            return None
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise TransientError(f"read {subject}: {exc or type(exc).__name__}") from None
+        return raw.data or b""
+
     async def delete_stream_message(self, stream: str, seq: int) -> None:
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await self.js.delete_msg(stream, seq)
