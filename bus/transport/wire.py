@@ -104,7 +104,9 @@ class Wire:
         """Publish ``messages`` into their streams at once; return when every one is stored.
 
         One round trip for all of them, and no task per message: the acks come back as
-        futures of nats-py's asynchronous publish.
+        futures of nats-py's asynchronous publish, awaited in turn under one deadline (a
+        gather and a ``wait_for`` cost 10 µs more per call, and every durable task and step
+        makes one).
 
         Raises:
             TransientError: a message was not stored (no stream, an error, no ack in time);
@@ -119,7 +121,9 @@ class Wire:
                         message.subject, message.data, headers=message.headers
                     )
                 )
-            await asyncio.wait_for(asyncio.gather(*acks), timeout)
+            async with asyncio.timeout(timeout):
+                for ack in acks:
+                    await ack
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             what = ", ".join(m.subject for m in messages)
             raise TransientError(f"publish to {what} failed: {exc or type(exc).__name__}") from None
