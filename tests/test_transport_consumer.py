@@ -8,12 +8,15 @@ import time
 
 import anyio
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js.api import RetentionPolicy, StreamConfig
 
 from bus.settings import Settings
 from bus.transport.connection import connect
-from bus.transport.consumer import ConsumerSpec, PullConsumer
+from bus.transport.consumer import ConsumerSpec, PullConsumer, _delivery_counts
 
 WAIT = 0.2  # a short fetch wait, so idle fetches time out often
 ROUNDS = 50
@@ -58,3 +61,22 @@ async def test_a_message_published_after_idle_fetches_arrives_at_once(
     finally:
         await publisher.close()
     assert late == []
+
+
+@given(
+    delivered=st.integers(1, 2**31),
+    stream_seq=st.integers(1, 2**63),
+    v2=st.booleans(),
+)
+def test_delivery_counts_agree_with_nats_py_metadata(
+    delivered: int, stream_seq: int, v2: bool
+) -> None:
+    tail = f"{delivered}.{stream_seq}.7.1764160000000000000.3"
+    subject = (
+        f"$JS.ACK.hub.ACCHASH.BUS_TASKS.worker.{tail}.rnd"
+        if v2
+        else f"$JS.ACK.BUS_TASKS.worker.{tail}"
+    )
+    meta = Msg.Metadata._from_reply(subject)
+    assert meta.sequence is not None
+    assert _delivery_counts(subject) == (meta.num_delivered, meta.sequence.stream)
