@@ -190,3 +190,18 @@ def test_default_stream_follows_sys_stderr_when_it_is_swapped() -> None:
         env={},
     )
     assert [line["event"] for line in json_lines(result.stderr)] == ["after", "stdlib after"]
+
+
+def test_debug_enabled_follows_the_configured_level() -> None:
+    result = run_python(
+        """
+        from bus.observability.logs import configure_logging, debug_enabled
+        seen = [debug_enabled()]  # unconfigured structlog writes every level
+        for level in ("debug", "info", "warning"):
+            configure_logging(level, "json")
+            seen.append(debug_enabled())
+        print(seen)
+        """,
+        env={},
+    )
+    assert result.stdout.strip() == "[True, True, False, False]"

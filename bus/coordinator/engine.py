@@ -21,6 +21,7 @@ from bus.coordinator.registry import TopologyRegistry
 from bus.coordinator.store import KeyExistsError, RunStore
 from bus.errors import InvalidTransitionError
 from bus.messages import Reply, Task
+from bus.observability.logs import debug_enabled
 from bus.observability.tracing import new_traceparent, record_run_span
 from bus.workflow import interpreter
 from bus.workflow.records import RunRecord
@@ -247,15 +248,16 @@ class Engine:
             await self._dispatcher.send(tasks)
         now = self._clock()
         steps = step_changes(before, after, now)
-        for step in steps:
-            log.debug(
-                "step transition",
-                run_id=after.run_id,
-                step=step.path,
-                agent=step.agent,
-                state=step.state,
-                attempt=step.attempts,
-            )
+        if debug_enabled():
+            for step in steps:
+                log.debug(
+                    "step transition",
+                    run_id=after.run_id,
+                    step=step.path,
+                    agent=step.agent,
+                    state=step.state,
+                    attempt=step.attempts,
+                )
         if not run_changed(before, after):
             await self._dispatcher.step_notices(steps)
             return

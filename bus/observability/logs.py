@@ -75,6 +75,16 @@ def add_task_fields(logger: Any, method: str, event_dict: dict[str, Any]) -> dic
     return event_dict
 
 
+_debug_enabled = True  # structlog unconfigured writes every level
+
+
+def debug_enabled() -> bool:
+    """Whether debug lines are written. A hot path checks this before a loop of
+    ``log.debug`` calls: each call on a module's structlog proxy costs about 2 µs even when
+    the level drops the line."""
+    return _debug_enabled
+
+
 def configure_logging(
     level: str | None = None,
     fmt: str | None = None,
@@ -101,6 +111,8 @@ def configure_logging(
     fmt = (fmt or env.get("BUS_LOG_FORMAT") or ("console" if tty else "json")).lower()
     # An unknown value (a typo in BUS_LOG_*) falls back to the default: logging must start.
     threshold = LEVELS.get(level_name, logging.INFO)
+    global _debug_enabled
+    _debug_enabled = threshold <= logging.DEBUG
     if fmt not in FORMATS:
         fmt = "console" if tty else "json"
 
