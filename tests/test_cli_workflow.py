@@ -227,6 +227,7 @@ async def test_any_nats_client_can_start_a_run_with_json(url: str, files: Path) 
     finally:
         await nc.close()
     assert json.loads(msg.data) == {"run_id": "json-1", "state": "running", "created": True}
+    assert (msg.headers or {}).get("Content-Type") == "application/json"
     assert json.loads(missing.data)["kind"] == "not_found"
     async with workflow_client(settings_for_url(url)) as wf:
         assert (await wf.wait_run("json-1", timeout=10)).output == {"n": 3}

@@ -152,8 +152,11 @@ def _failure(exc: Exception) -> ControlAnswer:
 
 
 async def _answer(msg: Inbound, answer: Any, ctype: str) -> None:
-    headers = {"Content-Type": codec.JSON if codec.is_json(ctype) else codec.MSGPACK}
+    # In the caller's encoding. MessagePack goes without a header, as on every bus message:
+    # each header costs nats-py a regex match and an encode per publish.
+    json = codec.is_json(ctype)
+    headers = {"Content-Type": codec.JSON} if json else None
     try:
-        await msg.respond(codec.encode(answer, headers["Content-Type"]), headers)
+        await msg.respond(codec.encode(answer, codec.JSON if json else codec.MSGPACK), headers)
     except TransientError as exc:
         log.warning("control answer lost", error=str(exc))
