@@ -59,6 +59,6 @@ class IdempotencyStore:
         await self._store.put(self.key(task_id), codec.encode(reply), ttl=kv_ttl(self.ttl))
 
     def record(self, task_id: str, encoded_reply: bytes) -> Outbound:
-        """The message ``put`` publishes (given the reply as ``codec.encode`` made it), to send
-        together with the reply."""
+        """The message ``put`` publishes (given the reply as ``codec.encode`` made it), for
+        ``Wire.persist_all``."""
         return self._store.put_message(self.key(task_id), encoded_reply, ttl=kv_ttl(self.ttl))
