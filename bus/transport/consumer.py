@@ -8,7 +8,9 @@ A watchdog recreates the pull subscription when fetches keep failing or after a 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Sequence
 
 import anyio
@@ -17,25 +19,16 @@ import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.aio.subscription import Subscription
+from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, DeliverPolicy
 
 log = structlog.get_logger("bus.transport")
 
 FETCH_WAIT = 1.0
 STALL_LIMIT = 5
 V1_ACK_TOKENS = 9
-STALE_STATUS_GRACE = 0.02
-"""Seconds a fetch that timed out empty waits before the next one may start.
-
-The server ends an expired pull with a "408 Request Timeout" 100 µs before nats-py's own
-timer fires, so the status can arrive just after the fetch gave up. If it lands after the
-next fetch cleared the inbox, nats-py takes it for the answer to its no-wait probe and sends a
-second, lingering pull for the whole wait. That pull outlives the fetch and captures the next
-message, and the fetch after it waits for the rest of its batch until the orphan expires: a
-message published after an idle second took up to a second to arrive (nats-io/nats.py#986,
-still open in 2.16). Waiting this long lets the late status arrive first, where the next
-fetch discards it.
-"""
+LOST_PULL_MARGIN = 2.0
+_ENDED = frozenset({"404", "408"})  # "No Messages" and "Request Timeout": a pull's normal end
 
 
 class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,15 +108,34 @@ async def _settle(awaitable: object) -> None:
 
 
 class PullConsumer:
-    """Fetch from one durable consumer, recreating the subscription when it stalls."""
+    """Fetch from one durable consumer, recreating the subscription when it stalls.
+
+    Pull requests are sent and answered here rather than through nats-py's ``fetch``, which
+    per message starts two tasks, arms a timer and draws a uuid4, and ends an idle pull in a
+    race between its timer and the server's answer (nats-io/nats.py#986). Each request is a
+    no-wait pull with an expiry, which the server holds until the first message and then
+    ends, once what is there is delivered, with "404 No Messages" (or at expiry with "408
+    Request Timeout"). Requests go out one at a time, each with its own reply subject under
+    one inbox subscription, so the end of an earlier request is told from the end of this one
+    by its subject. Deliveries arrive on the stream's subject whatever request they answer,
+    and all go to one buffer that fetches empty first.
+    """
 
     def __init__(self, nc: NATS, spec: ConsumerSpec) -> None:
         self._nc = nc
         self._js = nc.jetstream()
         self.spec = spec
-        self._sub: object | None = None
+        self._sub: Subscription | None = None
         self._failures = 0
         self._reconnects_seen = 0
+        self._next_subject = f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}"
+        self._inbox = ""
+        self._requests = 0
+        self._open_reply = ""  # the reply subject of the request in flight
+        self._open: asyncio.Future[str] | None = None  # its end: "" (batch full) or a status
+        self._still_due = 0  # messages it may still deliver
+        self._buffer: deque[Msg] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _config(self) -> ConsumerConfig:
         subjects = list(self.spec.subjects)
@@ -142,12 +154,11 @@ class PullConsumer:
         )
 
     async def ensure(self) -> None:
-        """Create or update the consumer and bind a fresh pull subscription to it."""
+        """Create or update the consumer and subscribe a fresh inbox for its deliveries."""
         # CONSUMER.CREATE without an action creates, or updates a compatible existing one.
         await self._js.add_consumer(self.spec.stream, self._config())
-        self._sub = await self._js.pull_subscribe_bind(
-            durable=self.spec.durable, stream=self.spec.stream
-        )
+        self._inbox = self._nc.new_inbox()
+        self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_message)
         self._reconnects_seen = self._nc.stats["reconnects"]
         self._failures = 0
 
@@ -155,20 +166,58 @@ class PullConsumer:
         """Up to ``batch`` messages, waiting at most ``wait`` seconds; empty on timeout."""
         if self._sub is None or self._nc.stats["reconnects"] != self._reconnects_seen:
             await self._recreate()
-        try:
-            msgs = await self._sub.fetch(batch, timeout=wait)  # type: ignore[union-attr]
-        except (nats.errors.TimeoutError, TimeoutError):
-            await anyio.sleep(STALE_STATUS_GRACE)
-            return ()
-        except (nats.errors.Error, OSError) as exc:
-            self._failures += 1
-            if self._failures >= STALL_LIMIT:
-                log.warning("pull subscription stalled, recreating", error=str(exc))
-                self._sub = None
-            await anyio.sleep(min(0.1 * self._failures, 1.0))
-            return ()
+        if not self._buffer:
+            try:
+                status = await self._pull(batch, wait)
+            except (nats.errors.Error, OSError) as exc:
+                status = str(exc) or type(exc).__name__
+            if status and status not in _ENDED and not self._buffer:
+                self._failures += 1
+                if self._failures >= STALL_LIMIT:
+                    log.warning("pull subscription stalled, recreating", error=status)
+                    self._sub = None
+                await anyio.sleep(min(0.1 * self._failures, 1.0))
+                return ()
         self._failures = 0
-        return [Delivery(m) for m in msgs]
+        buffer = self._buffer
+        return [Delivery(buffer.popleft()) for _ in range(min(batch, len(buffer)))]
+
+    async def _pull(self, batch: int, wait: float) -> str:
+        """Send one pull request and wait for its end; returns how it ended ("" when the
+        batch was filled, else the status: "404", "408", or an error)."""
+        self._requests += 1
+        reply = self._open_reply = f"{self._inbox}.{self._requests}"
+        loop = self._loop
+        if loop is None:  # looked up once: a getpid() call per lookup on Python 3.11
+            loop = self._loop = asyncio.get_running_loop()
+        ended: asyncio.Future[str] = loop.create_future()
+        self._open = ended
+        self._still_due = batch
+        request = b'{"batch":%d,"expires":%d,"no_wait":true}' % (batch, int(wait * 1e9))
+        # The server ends the request at its expiry; past that plus a margin it was lost (a
+        # reconnect, a restarted server).
+        lost = loop.call_later(wait + LOST_PULL_MARGIN, _end, ended, "no answer to the pull")
+        try:
+            await self._nc.publish(self._next_subject, request, reply=reply)
+            return await ended
+        finally:
+            lost.cancel()
+            self._open = None
+
+    async def _on_message(self, msg: Msg) -> None:
+        if msg.reply:  # a delivery: its reply subject is the ack subject
+            self._buffer.append(msg)
+            self._still_due -= 1
+            if self._still_due <= 0 and self._open is not None:
+                _end(self._open, "")
+            return
+        # A status on the reply subject of a request: the end of it, or a heartbeat (100).
+        status = (msg.headers or {}).get("Status", "")
+        if status == "100" or msg.subject != self._open_reply:
+            return  # an earlier request's end arriving late says nothing about this one
+        if self._open is not None:
+            description = (msg.headers or {}).get("Description", "")
+            _end(self._open, status if status in _ENDED else f"{status} {description}")
 
     async def _recreate(self) -> None:
         while True:
@@ -183,5 +232,10 @@ class PullConsumer:
     async def close(self) -> None:
         if self._sub is not None:
             with contextlib.suppress(nats.errors.Error, OSError):
-                await self._sub.unsubscribe()  # type: ignore[attr-defined]
+                await self._sub.unsubscribe()
             self._sub = None
+
+
+def _end(pull: asyncio.Future[str], how: str) -> None:
+    if not pull.done():
+        pull.set_result(how)
