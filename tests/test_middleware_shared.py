@@ -56,7 +56,7 @@ async def replicas(settings: Settings, n: int) -> AsyncIterator[list[NATS]]:
 
 
 async def bucket(nc: NATS, name: str) -> Bucket:
-    return await ensure_bucket(nc.jetstream(), Subjects("bus"), name)
+    return await ensure_bucket(nc, Subjects("bus"), name)
 
 
 async def wait_until(condition: Callable[[], Any], timeout: float = 5.0) -> None:

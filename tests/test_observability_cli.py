@@ -72,7 +72,7 @@ def _run(topology: str, state: str, seconds: float | None, agents: list[str]) ->
 
 
 async def test_bus_stats_json_numbers(nc: NATS, settings: Settings) -> None:
-    runs = await ensure_bucket(nc.jetstream(), Subjects(), "runs")
+    runs = await ensure_bucket(nc, Subjects(), "runs")
     records = [
         _run("review", "completed", 1.0, ["planner", "linter"]),
         _run("review", "completed", 3.0, ["planner", "linter"]),

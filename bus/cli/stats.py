@@ -70,7 +70,7 @@ async def collect(settings: Settings, *, topology: str | None, wait: float) -> S
     nc = await connect(settings, name="bus stats")
     try:
         subjects = Subjects(settings.prefix)
-        runs = await ensure_bucket(nc.jetstream(), subjects, "runs", settings.replicas)
+        runs = await ensure_bucket(nc, subjects, "runs", settings.replicas)
         records = await _records(runs)
         payloads = await gather(nc, "$SRV.STATS", wait=wait)
     finally:

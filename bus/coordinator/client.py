@@ -267,8 +267,8 @@ async def workflow_client(settings: Settings) -> AsyncIterator[WorkflowClient]:
     wire = Wire(nc)
     subjects = Subjects(settings.prefix)
     try:
-        topologies = await ensure_bucket(wire.js, subjects, "topologies", settings.replicas)
-        runs = await ensure_bucket(wire.js, subjects, "runs", settings.replicas)
+        topologies = await ensure_bucket(wire.nc, subjects, "topologies", settings.replicas)
+        runs = await ensure_bucket(wire.nc, subjects, "runs", settings.replicas)
         yield WorkflowClient(wire, subjects, TopologyRegistry(topologies, wire), runs)
     finally:
         await wire.close()

@@ -17,7 +17,8 @@ from bus.coordinator.notices import STEP, StepNotice
 from bus.errors import TransientError
 from bus.messages import REDISPATCH_HEADER, Task
 from bus.subjects import Subjects
-from bus.transport.wire import Outbound, Wire
+from bus.transport.publisher import Outbound
+from bus.transport.wire import Wire
 from bus.workflow.records import RunRecord
 
 log = structlog.get_logger("bus.coordinator")

@@ -14,7 +14,7 @@ import msgspec
 from bus import codec
 from bus.messages import Reply
 from bus.transport.kv import Bucket, safe_key
-from bus.transport.wire import Outbound
+from bus.transport.publisher import Outbound
 
 DAY = 24 * 3600.0
 

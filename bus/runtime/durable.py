@@ -36,7 +36,8 @@ from bus.runtime.deadletters import DeadLetters
 from bus.runtime.handlers import HandlerRuntime
 from bus.subjects import Subjects
 from bus.transport.consumer import Delivery, PullConsumer
-from bus.transport.wire import Outbound, Wire
+from bus.transport.publisher import Outbound
+from bus.transport.wire import Wire
 from bus.workpool import WorkPool
 
 log = structlog.get_logger("bus.runtime")

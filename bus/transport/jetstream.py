@@ -140,16 +140,15 @@ async def _replace_empty(js: JetStreamContext, info: StreamInfo, wanted: StreamC
         ) from None
 
 
-async def ensure_bucket(
-    js: JetStreamContext, subjects: Subjects, name: str, replicas: int = 1
-) -> Bucket:
+async def ensure_bucket(nc: NATS, subjects: Subjects, name: str, replicas: int = 1) -> Bucket:
     """Open bucket ``<prefix>_<name>``, creating it when missing."""
+    js = nc.jetstream()
     bucket = subjects.bucket(name)
     try:
         kv = await js.key_value(bucket)
     except nats.js.errors.BucketNotFoundError:
         kv = await js.create_key_value(bucket_config(subjects, name, replicas))
-    return Bucket(js, kv, bucket)
+    return Bucket(nc, kv, bucket)
 
 
 async def ensure_all(
@@ -158,4 +157,4 @@ async def ensure_all(
     """Every stream and every bucket; returns the buckets by short name."""
     js = nc.jetstream()
     await ensure_streams(js, subjects, replicas, manage=manage)
-    return {name: await ensure_bucket(js, subjects, name, replicas) for name in BUCKETS}
+    return {name: await ensure_bucket(nc, subjects, name, replicas) for name in BUCKETS}

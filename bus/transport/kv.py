@@ -12,11 +12,11 @@ import hashlib
 import msgspec
 import nats.errors
 import nats.js.errors
-from nats.js import JetStreamContext
+from nats.aio.client import Client as NATS
 from nats.js.kv import KeyValue
 
 from bus.errors import BusError, TransientError
-from bus.transport.wire import Outbound
+from bus.transport.publisher import Outbound, StreamRejectedError, stream_publisher
 
 _EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 _TTL = "Nats-TTL"
@@ -51,10 +51,10 @@ def safe_key(text: str) -> str:
 class Bucket:
     """One KV bucket."""
 
-    __slots__ = ("_js", "_kv", "name")
+    __slots__ = ("_kv", "_publisher", "name")
 
-    def __init__(self, js: JetStreamContext, kv: KeyValue, name: str) -> None:
-        self._js = js
+    def __init__(self, nc: NATS, kv: KeyValue, name: str) -> None:
+        self._publisher = stream_publisher(nc)
         self._kv = kv
         self.name = name
 
@@ -111,14 +111,16 @@ class Bucket:
         if expect is not None:
             headers = {**(headers or {}), _EXPECTED_LAST: str(expect)}
         try:
-            ack = await self._js.publish(message.subject, message.data, headers=headers)
-        except nats.js.errors.APIError as exc:
+            (ack,) = await self._publisher.persist(
+                [Outbound(message.subject, message.data, headers)]
+            )
+        except StreamRejectedError as exc:
             if exc.err_code in _WRONG_LAST:
                 raise RevisionMismatchError(key) from None
             raise self._unreachable(exc) from None
-        except _UNREACHABLE as exc:
+        except (TransientError, *_UNREACHABLE) as exc:
             raise self._unreachable(exc) from None
-        return int(ack.seq)
+        return ack.seq
 
     def _unreachable(self, exc: BaseException) -> TransientError:
         return TransientError(f"KV {self.name}: {exc or type(exc).__name__}")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
-import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
@@ -15,6 +12,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from bus.errors import BusError, ConnectionFailedError, NoAgentError, TransientError
+from bus.transport.publisher import NoStreamError, Outbound, stream_publisher
 
 Message = Msg
 """A core message as nats-py delivers it (``subject``, ``data``, ``headers``, ``reply``); the
@@ -54,14 +52,6 @@ class Inbound:
         await answer(self._msg, data, headers)
 
 
-class Outbound(msgspec.Struct, frozen=True):
-    """One message to publish into a stream (see ``Wire.persist_all``)."""
-
-    subject: str
-    data: bytes
-    headers: dict[str, str] | None = None
-
-
 class Wire:
     """The runtime's and the coordinator's window on one NATS connection."""
 
@@ -93,43 +83,29 @@ class Wire:
         """
         hdrs = {**(headers or {}), "Nats-Msg-Id": msg_id}
         try:
-            ack = await self.js.publish(subject, data, headers=hdrs, timeout=5.0)
-        except nats.js.errors.NoStreamResponseError:
+            (ack,) = await stream_publisher(self.nc).persist([Outbound(subject, data, hdrs)])
+        except NoStreamError:
             raise TransientError(f"no stream stored {subject} (is JetStream up?)") from None
-        except (nats.errors.Error, OSError, TimeoutError) as exc:
+        except (TransientError, nats.errors.Error, OSError) as exc:
             raise TransientError(f"publish to {subject} failed: {exc}") from None
-        return bool(ack.duplicate)
+        return ack.duplicate
 
     async def persist_all(self, messages: Sequence[Outbound], *, timeout: float = 5.0) -> None:
         """Publish ``messages`` into their streams at once; return when every one is stored.
 
-        One round trip for all of them, and no task per message: the acks come back as
-        futures of nats-py's asynchronous publish, awaited in turn under one deadline (a
-        gather and a ``wait_for`` cost 10 µs more per call, and every durable task and step
-        makes one).
+        One round trip for all of them, and no task per message (see
+        ``bus.transport.publisher``): every durable task and step makes one.
 
         Raises:
             TransientError: a message was not stored (no stream, an error, no ack in time);
                 the others may have been. Publish them all again (give each a
                 ``Nats-Msg-Id`` to make that safe).
         """
-        acks: list[asyncio.Future[Any]] = []
         try:
-            for message in messages:
-                acks.append(
-                    await self.js.publish_async(
-                        message.subject, message.data, headers=message.headers
-                    )
-                )
-            async with asyncio.timeout(timeout):
-                for ack in acks:
-                    await ack
-        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            await stream_publisher(self.nc).persist(messages, timeout=timeout)
+        except (TransientError, nats.errors.Error, OSError) as exc:
             what = ", ".join(m.subject for m in messages)
             raise TransientError(f"publish to {what} failed: {exc or type(exc).__name__}") from None
-        finally:
-            for ack in acks:  # an ack that never came holds a slot of nats-py's until cancelled
-                ack.cancel()
 
     async def subscribe(
         self,
