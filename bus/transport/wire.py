@@ -178,15 +178,11 @@ class Wire:
             await self.nc.flush(timeout=5)
 
     async def drain(self) -> None:
-        """Stop subscriptions, deliver what is pending, flush publishes, close."""
-        # nats-py drains a subscription by waiting for its pending queue to empty; a pull
-        # subscription has no callback to empty it (late fetch answers sit there), so drain()
-        # would wait out its whole timeout. Nothing of a pull subscription is pending work
-        # (unacked messages are redelivered), so drop those first.
-        for sub in list(getattr(self.nc, "_subs", {}).values()):
-            if getattr(sub, "_cb", True) is None:
-                with contextlib.suppress(nats.errors.Error, OSError):
-                    await sub.unsubscribe()
+        """Stop subscriptions, deliver what is pending, flush publishes, close.
+
+        nats-py drains a subscription by waiting until its callback has taken every pending
+        message, so every subscription of the bus has one (pull consumers included).
+        """
         with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
             await self.nc.drain()
 
