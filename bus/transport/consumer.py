@@ -27,7 +27,7 @@ log = structlog.get_logger("bus.transport")
 FETCH_WAIT = 1.0
 STALL_LIMIT = 5
 V1_ACK_TOKENS = 9
-LOST_PULL_MARGIN = 2.0
+LOST_PULL_MARGIN = 0.5
 _ENDED = frozenset({"404", "408"})  # "No Messages" and "Request Timeout": a pull's normal end
 
 
