@@ -67,8 +67,11 @@ def _register_coordinator(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
+    from bus.allocator import reuse_read_buffers
     from bus.coordinator.service import Coordinator, CoordinatorOptions
     from bus.workflow.loader import load_directory
+
+    reuse_read_buffers()
 
     if args.topologies:
         load_directory(args.topologies)  # a broken file fails here, before connecting

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import anyio
 
+from bus.allocator import reuse_read_buffers
 from bus.loading import load_agent
 from bus.runtime.options import ServeOptions
 from bus.runtime.service import AgentService
@@ -32,6 +33,7 @@ async def serve_until_signalled(service: AgentService) -> None:
 
 def run_agent(reference: str, settings: Settings, options: ServeOptions) -> int:
     """Serve one agent in this process until signalled."""
+    reuse_read_buffers()
     agent = load_agent(reference)
     service = AgentService(agent, settings, options)
     anyio.run(serve_until_signalled, service)
