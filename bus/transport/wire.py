@@ -93,8 +93,8 @@ class Wire:
     async def persist_all(self, messages: Sequence[Outbound], *, timeout: float = 5.0) -> None:
         """Publish ``messages`` into their streams at once; return when every one is stored.
 
-        One round trip for all of them, and no task per message (see
-        ``bus.transport.publisher``): every durable task and step makes one.
+        One round trip for all of them and no task per message (``bus.transport.publisher``):
+        every durable task and every workflow step comes through here.
 
         Raises:
             TransientError: a message was not stored (no stream, an error, no ack in time);
