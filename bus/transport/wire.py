@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from bus.errors import BusError, ConnectionFailedError, NoAgentError, TransientError
-from bus.transport.publisher import NoStreamError, Outbound, stream_publisher
+from bus.transport.publisher import Outbound, PubAck, stream_publisher
 
 Message = Msg
 """A core message as nats-py delivers it (``subject``, ``data``, ``headers``, ``reply``); the
@@ -55,11 +55,12 @@ class Inbound:
 class Wire:
     """The runtime's and the coordinator's window on one NATS connection."""
 
-    __slots__ = ("js", "nc")
+    __slots__ = ("_publisher", "js", "nc")
 
     def __init__(self, nc: NATS) -> None:
         self.nc = nc
         self.js = nc.jetstream()
+        self._publisher = stream_publisher(nc)
 
     @property
     def connected(self) -> bool:
@@ -82,12 +83,7 @@ class Wire:
         Returns whether the stream already had a message with that id.
         """
         hdrs = {**(headers or {}), "Nats-Msg-Id": msg_id}
-        try:
-            (ack,) = await stream_publisher(self.nc).persist([Outbound(subject, data, hdrs)])
-        except NoStreamError:
-            raise TransientError(f"no stream stored {subject} (is JetStream up?)") from None
-        except (TransientError, nats.errors.Error, OSError) as exc:
-            raise TransientError(f"publish to {subject} failed: {exc}") from None
+        (ack,) = await self._persist([Outbound(subject, data, hdrs)], timeout=5.0)
         return ack.duplicate
 
     async def persist_all(self, messages: Sequence[Outbound], *, timeout: float = 5.0) -> None:
@@ -101,8 +97,11 @@ class Wire:
                 the others may have been. Publish them all again (give each a
                 ``Nats-Msg-Id`` to make that safe).
         """
+        await self._persist(messages, timeout=timeout)
+
+    async def _persist(self, messages: Sequence[Outbound], *, timeout: float) -> list[PubAck]:
         try:
-            await stream_publisher(self.nc).persist(messages, timeout=timeout)
+            return await self._publisher.persist(messages, timeout=timeout)
         except (TransientError, nats.errors.Error, OSError) as exc:
             what = ", ".join(m.subject for m in messages)
             raise TransientError(f"publish to {what} failed: {exc or type(exc).__name__}") from None
