@@ -212,12 +212,13 @@ class PullConsumer:
                 _end(self._open, "")
             return
         # A status on the reply subject of a request: the end of it, or a heartbeat (100).
-        status = (msg.headers or {}).get("Status", "")
+        headers = msg.headers or {}
+        status = headers.get("Status", "")
         if status == "100" or msg.subject != self._open_reply:
             return  # an earlier request's end arriving late says nothing about this one
         if self._open is not None:
-            description = (msg.headers or {}).get("Description", "")
-            _end(self._open, status if status in _ENDED else f"{status} {description}")
+            ended = status if status in _ENDED else f"{status} {headers.get('Description', '')}"
+            _end(self._open, ended)
 
     async def _recreate(self) -> None:
         while True:
