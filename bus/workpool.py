@@ -11,11 +11,22 @@ Items that block at once (the coordinator's compare-and-set, a durable task's pu
 the opposite: an ``eager`` pool wakes an idle worker for every item put, so a fetched batch
 starts in one loop iteration and its first writes leave in one socket write. Woken one after
 another, each write went out on its own: 4.5 socket writes per 3-step run instead of 1.1.
+
+A worker draining a burst never suspends while its items finish at once, so nothing else on
+the loop runs meanwhile: the connection's flusher cannot write the replies already published,
+and they all leave together after the last item. With 64 requests in flight that held each
+reply for the whole burst (~40 requests, ~0.8 ms) and left the other processes idle. So a
+worker that has served items for ``yield_after`` seconds without a pause lets the loop run
+once before taking the next item (a cooperative budget, like Tokio's): replies leave in
+slices of about that length and the callers start their next requests meanwhile. Measured:
+direct request/reply at 64 in flight, 23.5k req/s without, 28.3k with 0.2 ms.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
@@ -23,6 +34,9 @@ from typing import Generic, TypeVar
 from anyio.abc import TaskGroup
 
 T = TypeVar("T")
+
+YIELD_AFTER = 0.0002
+"""Seconds a worker serves queued items back to back before it lets the loop run once."""
 
 
 class WorkPool(Generic[T]):
@@ -34,6 +48,9 @@ class WorkPool(Generic[T]):
         workers: how many items may be in ``serve`` at once.
         capacity: items that may wait before ``put`` blocks.
         eager: wake a worker per item put, for items that block at once (see the module).
+        yield_after: seconds a worker of a lazy pool serves items back to back before it
+            yields to the loop (see the module). An eager pool's items block at once, which
+            lets the loop run anyway.
     """
 
     def __init__(
@@ -43,8 +60,10 @@ class WorkPool(Generic[T]):
         workers: int,
         capacity: int,
         eager: bool = False,
+        yield_after: float = YIELD_AFTER,
     ) -> None:
         self._serve = serve
+        self._yield_after = math.inf if eager else yield_after
         self._workers = workers
         self._capacity = capacity
         self._eager = eager
@@ -101,6 +120,8 @@ class WorkPool(Generic[T]):
 
     async def _work(self) -> None:
         items = self._items
+        clock, budget = time.perf_counter, self._yield_after
+        since = clock()  # when this worker last let the loop run
         while True:
             if not items:
                 if self._closing:
@@ -109,6 +130,7 @@ class WorkPool(Generic[T]):
                 self._idle.append(waiter)
                 if await waiter is False:
                     self._waking -= 1
+                since = clock()
                 continue
             item = items.popleft()
             if self._space is not None and len(items) < self._capacity:
@@ -117,3 +139,6 @@ class WorkPool(Generic[T]):
             if items and self._waking == 0 and not self._eager:
                 self._wake_one()  # in case this item blocks, a peer takes the next
             await self._serve(item)
+            if items and clock() - since > budget:
+                await asyncio.sleep(0)  # the flusher writes what was published, readers read
+                since = clock()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 
 import anyio
 import pytest
@@ -133,3 +135,33 @@ async def test_an_eager_pool_starts_a_burst_in_one_loop_iteration(
         release.set()
         pool.close()
     assert started == 5
+
+
+@pytest.mark.parametrize(("yield_after", "served_when_probe_ran"), [(0.0002, 1), (math.inf, 5)])
+async def test_a_worker_lets_the_loop_run_after_its_budget(
+    yield_after: float, served_when_probe_ran: int
+) -> None:
+    # Items that finish without suspending would otherwise keep everything else on the loop
+    # (the connection's flusher, which writes the replies) waiting until the queue is empty.
+    served = 0
+
+    async def serve(_: int) -> None:
+        nonlocal served
+        busy_until = time.perf_counter() + 0.001  # works the CPU for 1 ms without suspending
+        while time.perf_counter() < busy_until:
+            pass
+        served += 1
+
+    async def probe() -> int:
+        return served
+
+    pool: WorkPool[int] = WorkPool(serve, workers=1, capacity=10, yield_after=yield_after)
+    async with anyio.create_task_group() as tg:
+        pool.start(tg)
+        for _ in range(5):  # the worker starts and goes idle
+            await asyncio.sleep(0)
+        for i in range(5):
+            await pool.put(i)
+        assert await asyncio.ensure_future(probe()) == served_when_probe_ran
+        pool.close()
+    assert served == 5
