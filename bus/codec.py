@@ -37,6 +37,8 @@ def is_json(ctype: str) -> bool:
 
 def encode(value: Any, ctype: str = MSGPACK) -> bytes:
     """Encode a Struct or plain data in ``ctype`` (MessagePack or JSON)."""
+    if ctype is MSGPACK:  # the default, checked without a call
+        return _msgpack_encoder.encode(value)
     return _json_encoder.encode(value) if is_json(ctype) else _msgpack_encoder.encode(value)
 
 
@@ -65,7 +67,7 @@ def _json_decoder(tp: Any) -> msgspec.json.Decoder[Any]:
 def decode(data: bytes, tp: type[T], ctype: str = MSGPACK) -> T:
     """Decode ``data`` as ``tp``; raise ``InvalidInputError`` naming the field on failure."""
     try:
-        if is_json(ctype):
+        if ctype is not MSGPACK and is_json(ctype):
             value: T = _json_decoder(tp).decode(data)
         else:
             value = _msgpack_decoder(tp).decode(data)

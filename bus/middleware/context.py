@@ -50,11 +50,10 @@ class CallContext:
         "version",
     )
 
-    def __init__(
+    def __init__(  # positional-or-keyword: the runtime passes all of them positionally
         self,
         task: Task,
         handler: HandlerSpec,
-        *,
         agent: str,
         version: str,
         mode: Mode,

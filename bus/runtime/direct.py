@@ -89,7 +89,7 @@ class DirectServer:
                 bad = Task(id=task_id, agent=self._agent)
                 reply = error_reply(bad, ErrorInfo(kind="invalid_input", message=str(exc)))
             else:
-                reply = await handler.chain(handler.context(task, mode="direct"))
+                reply = await handler.chain(handler.context(task, "direct"))
                 if reply.error is not None and reply.error.kind == "invalid_input":
                     await self._dead_letter(msg, task_id, reply.error.message)
             json = ctype is not codec.MSGPACK and codec.is_json(ctype)

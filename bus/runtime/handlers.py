@@ -35,8 +35,8 @@ class HandlerRuntime:
     def context(
         self,
         task: Task,
-        *,
         mode: Mode,
+        *,
         attempt: int = 1,
         progress: Callable[[], Awaitable[None]] | None = None,
         admitted: bool = False,
@@ -45,16 +45,17 @@ class HandlerRuntime:
         deadline = None
         if task.deadline:
             deadline = time.monotonic() + (task.deadline - time.time())
+        # Positional: on Python 3.11 passing these by keyword cost more than the rest of the call.
         ctx = CallContext(
             task,
             self.spec,
-            agent=self.agent,
-            version=self.version,
-            mode=mode,
-            attempt=attempt,
-            max_attempts=self.max_attempts,
-            deadline=deadline,
-            progress=progress,
+            self.agent,
+            self.version,
+            mode,
+            attempt,
+            self.max_attempts,
+            deadline,
+            progress,
         )
         if admitted:
             ctx.admitted = True
