@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 import pytest
 from agents_for_tests import echo
@@ -13,6 +15,7 @@ from bus.errors import NoAgentError
 from bus.messages import Reply
 from bus.settings import Settings
 from bus.testing import running_agent
+from bus.transport.discovery import gather
 
 
 async def _dead_letters(nc: NATS, count: int) -> list[tuple[dict[str, str], bytes]]:
@@ -133,4 +136,11 @@ async def test_discovery_counts_direct_and_durable_calls(settings: Settings, nc:
         sub = await nc.jetstream().pull_subscribe("bus.reply.echo.>", stream="BUS_REPLIES")
         await sub.fetch(1, timeout=10)
         (summary,) = [a for a in await discover_agents(settings, wait=0.3) if a.name == "echo"]
+        (raw_stats,) = await gather(nc, "$SRV.STATS.echo", wait=0.3)
     assert (summary.requests, summary.errors) == (3, 1)
+    # micro's own fields carry the handler's numbers too, in the micro v1 format
+    stats = json.loads(raw_stats)
+    assert stats["type"] == "io.nats.micro.v1.stats_response"
+    (greet,) = [e for e in stats["endpoints"] if e["name"] == "greet"]
+    assert (greet["num_requests"], greet["num_errors"]) == (3, 1)
+    assert greet["processing_time"] >= greet["average_processing_time"] > 0
