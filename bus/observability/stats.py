@@ -19,6 +19,7 @@ requests only).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -49,9 +50,7 @@ class LatencyWindow:
     """
 
     __slots__ = (
-        "_next",
         "_ring",
-        "_size",
         "cache_hits",
         "cache_misses",
         "calls",
@@ -62,9 +61,7 @@ class LatencyWindow:
     def __init__(self, size: int = 1024) -> None:
         if size < 1:
             raise ValueError("size must be at least 1")
-        self._ring: list[float] = []
-        self._next = 0
-        self._size = size
+        self._ring: deque[float] = deque(maxlen=size)  # appending drops the oldest, in C
         self.calls = 0
         self.errors = 0
         self.total_ms = 0.0
@@ -86,12 +83,7 @@ class LatencyWindow:
         uncached call on the hot path needs nothing more)."""
         self.calls += 1
         self.total_ms += duration_ms
-        ring = self._ring
-        if len(ring) < self._size:
-            ring.append(duration_ms)
-        else:
-            ring[self._next] = duration_ms
-            self._next = (self._next + 1) % self._size
+        self._ring.append(duration_ms)
 
     def percentile(self, q: float) -> float:
         return percentile(self._ring, q)
