@@ -8,6 +8,7 @@ import time
 
 import anyio
 import pytest
+from anyio.abc import TaskGroup
 
 from bus.workpool import WorkPool
 
@@ -125,11 +126,7 @@ async def test_an_eager_pool_starts_a_burst_in_one_loop_iteration(
 
     pool: WorkPool[int] = WorkPool(serve, workers=5, capacity=10, eager=eager)
     async with anyio.create_task_group() as tg:
-        pool.start(tg)
-        for _ in range(5):  # every worker starts and goes idle
-            await asyncio.sleep(0)
-        for i in range(5):
-            await pool.put(i)
+        await _start_idle_then_put(pool, tg, 5)
         await asyncio.sleep(0)  # one loop iteration
         assert started == started_together
         release.set()
@@ -157,11 +154,16 @@ async def test_a_worker_lets_the_loop_run_after_its_budget(
 
     pool: WorkPool[int] = WorkPool(serve, workers=1, capacity=10, yield_after=yield_after)
     async with anyio.create_task_group() as tg:
-        pool.start(tg)
-        for _ in range(5):  # the worker starts and goes idle
-            await asyncio.sleep(0)
-        for i in range(5):
-            await pool.put(i)
+        await _start_idle_then_put(pool, tg, 5)
         assert await asyncio.ensure_future(probe()) == served_when_probe_ran
         pool.close()
     assert served == 5
+
+
+async def _start_idle_then_put(pool: WorkPool[int], tg: TaskGroup, count: int) -> None:
+    """Start the pool's workers, let every one go idle, then put ``count`` items at once."""
+    pool.start(tg)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    for i in range(count):
+        await pool.put(i)
