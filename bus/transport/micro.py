@@ -2,7 +2,7 @@
 
 nats-py's ``Service`` answers the three verbs; the endpoints are plain subscriptions of ours.
 nats-py's own endpoint wraps every request in a ``Request``, times the callback and updates
-its averages: 0.55 us a request, about 5% of a direct call, and for an agent the callback is
+its averages: 0.55 µs a request, about 5% of a direct call, and for an agent the callback is
 only the hand-off to the work pool, so the time it measured meant nothing. Here an endpoint
 hands the message straight to its handler, and STATS reports the handler's own numbers (the
 ``data`` its ``stats_data`` returns): every call in every mode, timed through the whole chain.
