@@ -11,7 +11,6 @@ hands the message straight to its handler, and STATS reports the handler's own n
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -58,18 +57,14 @@ class AgentMicroService(Service):
         stats_data: StatsData,
     ) -> None:
         super().__init__(nc, config)
-        self._nc = nc
-        self._config = config
         self._endpoint_defs = endpoints
         self._stats_data = stats_data
         self._endpoint_subs: list[Subscription] = []
-        # Naive UTC: nats-py's ServiceStats.to_dict formats it with a literal "Z".
-        self._started_at = datetime.now(UTC).replace(tzinfo=None)
 
     async def serve_endpoints(self) -> None:
         """Subscribe every endpoint (after ``start``, like nats-py's ``add_endpoint``)."""
         for endpoint in self._endpoint_defs:
-            sub = await self._nc.subscribe(
+            sub = await self._client.subscribe(
                 endpoint.subject, queue=endpoint.queue_group, cb=endpoint.handler
             )
             self._endpoint_subs.append(sub)
@@ -77,10 +72,10 @@ class AgentMicroService(Service):
     def info(self) -> ServiceInfo:
         return ServiceInfo(
             id=self.id,
-            name=self._config.name,
-            version=self._config.version,
-            description=self._config.description,
-            metadata=self._config.metadata or {},
+            name=self._name,
+            version=self._version,
+            description=self._description,
+            metadata=self._metadata,
             endpoints=[
                 EndpointInfo(
                     name=e.name, subject=e.subject, queue_group=e.queue_group, metadata=e.metadata
@@ -109,11 +104,11 @@ class AgentMicroService(Service):
             )
         return ServiceStats(
             id=self.id,
-            name=self._config.name,
-            version=self._config.version,
-            metadata=self._config.metadata or {},
+            name=self._name,
+            version=self._version,
+            metadata=self._metadata,
             endpoints=endpoints,
-            started=self._started_at,
+            started=self._started,
         )
 
     async def stop(self) -> None:
